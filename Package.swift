@@ -1,0 +1,42 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Ferry",
+    products: [
+        .executable(name: "ferry", targets: ["ferry"])
+    ],
+    targets: [
+        // C libraries from Debian, reached through system-library targets.
+        .systemLibrary(
+            name: "CMicroHTTPD",
+            pkgConfig: "libmicrohttpd",
+            providers: [.apt(["libmicrohttpd-dev"])]
+        ),
+        .systemLibrary(
+            name: "CCrypto",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        // Linux calls that Glibc's Swift module does not export (GNU extensions).
+        .systemLibrary(name: "CLinux"),
+
+        // The HTTP engine: libmicrohttpd wrapped in Swift. Knows nothing of Ferry.
+        .target(
+            name: "HTTPServer",
+            dependencies: ["CMicroHTTPD"]
+        ),
+        // Ferry's features: files API, storage, multipart uploads.
+        .target(
+            name: "Ferry",
+            dependencies: ["HTTPServer", "CCrypto", "CLinux"]
+        ),
+        .executableTarget(
+            name: "ferry",
+            dependencies: ["Ferry", "HTTPServer"]
+        ),
+
+        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer"]),
+        .testTarget(name: "FerryTests", dependencies: ["Ferry", "HTTPServer"]),
+    ]
+)

@@ -1,0 +1,13 @@
+#ifndef FERRY_CLINUX_SHIM_H
+#define FERRY_CLINUX_SHIM_H
+#include <sys/types.h>
+#include <stdint.h>
+
+/* GNU extensions that glibc exports but Swift's Glibc module hides without _GNU_SOURCE. */
+extern int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags);
+extern int fallocate(int fd, int mode, off_t offset, off_t len);
+
+#define CLINUX_RENAME_NOREPLACE (1 << 0)
+#define CLINUX_FALLOC_FL_KEEP_SIZE 0x01
+
+#endif

@@ -1,0 +1,141 @@
+import HTTPServer
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The settings of `ferry serve`, from flags, then `FERRY_*` environment variables, then defaults.
+public struct ServeOptions: Sendable, Equatable {
+    /// One setting: its flag, its environment variable, its default and what it means. The README's
+    /// configuration table and `ferry serve --help` are made from this list.
+    public struct Setting: Sendable {
+        public let flag: String
+        public let variable: String
+        public let defaultValue: String
+        public let help: String
+    }
+
+    public static let settings: [Setting] = [
+        Setting(flag: "--root", variable: "FERRY_ROOT", defaultValue: "./data",
+                help: "Folder holding the files (created if missing)."),
+        Setting(flag: "--listen", variable: "FERRY_LISTEN", defaultValue: "127.0.0.1:8080",
+                help: "Address and port; port 0 picks a free port (printed in the first log line)."),
+        Setting(flag: "--max-request-body", variable: "FERRY_MAX_REQUEST_BODY", defaultValue: "unlimited",
+                help: "Largest request body in bytes (suffixes K, M, G, KiB, MiB, GiB); larger ones get 413."),
+        Setting(flag: "--idle-timeout", variable: "FERRY_IDLE_TIMEOUT", defaultValue: "60",
+                help: "Seconds a connection may stay idle before it is closed."),
+        Setting(flag: "--max-connections-per-client", variable: "FERRY_MAX_CONNECTIONS_PER_CLIENT", defaultValue: "64",
+                help: "Open connections allowed from one client address."),
+        Setting(flag: "--threads", variable: "FERRY_THREADS", defaultValue: "number of cores",
+                help: "Event-loop threads."),
+    ]
+
+    public var root = "./data"
+    public var host = "127.0.0.1"
+    public var port: UInt16 = 8080
+    public var maximumRequestBody: UInt64? = nil
+    public var idleTimeout: UInt32 = 60
+    public var connectionsPerClient: UInt32 = 64
+    public var threads = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+
+    public struct Invalid: Error, CustomStringConvertible, Equatable {
+        public let description: String
+    }
+
+    public init() {}
+
+    /// Parses `arguments` (after `serve`) over the environment's `FERRY_*` values over the defaults.
+    public init(arguments: [String], environment: [String: String]) throws(Invalid) {
+        var values: [String: String] = [:]
+        for setting in ServeOptions.settings {
+            if let value = environment[setting.variable] { values[setting.flag] = value }
+        }
+        var index = 0
+        while index < arguments.count {
+            var argument = arguments[index]
+            var value: String?
+            if let equals = argument.firstIndex(of: "=") {
+                value = String(argument[argument.index(after: equals)...])
+                argument = String(argument[..<equals])
+            }
+            guard ServeOptions.settings.contains(where: { $0.flag == argument }) else {
+                throw Invalid(description: "unknown option '\(argument)'; see 'ferry serve --help'")
+            }
+            if value == nil {
+                index += 1
+                guard index < arguments.count else { throw Invalid(description: "\(argument) needs a value") }
+                value = arguments[index]
+            }
+            values[argument] = value
+            index += 1
+        }
+        if let root = values["--root"] {
+            guard !root.isEmpty else { throw Invalid(description: "--root must not be empty") }
+            self.root = root
+        }
+        if let listen = values["--listen"] { (host, port) = try ServeOptions.parseListen(listen) }
+        if let text = values["--max-request-body"] {
+            guard let bytes = ServeOptions.parseSize(text), bytes > 0 else {
+                throw Invalid(description: "--max-request-body must be a size in bytes such as 95MiB, got '\(text)'")
+            }
+            maximumRequestBody = bytes
+        }
+        if let text = values["--idle-timeout"] {
+            guard let seconds = UInt32(text), seconds > 0 else {
+                throw Invalid(description: "--idle-timeout must be a whole number of seconds, got '\(text)'")
+            }
+            idleTimeout = seconds
+        }
+        if let text = values["--max-connections-per-client"] {
+            guard let count = UInt32(text), count > 0 else {
+                throw Invalid(description: "--max-connections-per-client must be a positive number, got '\(text)'")
+            }
+            connectionsPerClient = count
+        }
+        if let text = values["--threads"] {
+            guard let count = Int(text), (1...256).contains(count) else {
+                throw Invalid(description: "--threads must be between 1 and 256, got '\(text)'")
+            }
+            threads = count
+        }
+    }
+
+    /// `HOST:PORT`, `[v6]:PORT` or `:PORT` (all interfaces).
+    static func parseListen(_ text: String) throws(Invalid) -> (String, UInt16) {
+        guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]) else {
+            throw Invalid(description: "--listen must be HOST:PORT such as 127.0.0.1:8080, got '\(text)'")
+        }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        if host.isEmpty { host = "0.0.0.0" }
+        return (host, port)
+    }
+
+    /// `1048576`, `100M`/`100MB` (10^6), `95MiB` (2^20), and likewise K, G, T.
+    public static func parseSize(_ text: String) -> UInt64? {
+        let trimmed = text.trimmingASCIIWhitespace()
+        let digits = trimmed.prefix { $0.isASCII && $0.isNumber }
+        guard let number = UInt64(digits) else { return nil }
+        let unit = trimmed.dropFirst(digits.count).trimmingPrefix(" ").lowercased()
+        let multipliers: [String: UInt64] = [
+            "": 1, "b": 1, "k": 1_000, "kb": 1_000, "kib": 1 << 10, "m": 1_000_000, "mb": 1_000_000, "mib": 1 << 20,
+            "g": 1_000_000_000, "gb": 1_000_000_000, "gib": 1 << 30, "t": 1_000_000_000_000, "tb": 1_000_000_000_000,
+            "tib": 1 << 40,
+        ]
+        guard let multiplier = multipliers[unit] else { return nil }
+        let (product, overflow) = number.multipliedReportingOverflow(by: multiplier)
+        return overflow ? nil : product
+    }
+
+    /// The HTTP engine's settings for these options.
+    public var serverConfiguration: ServerConfiguration {
+        var configuration = ServerConfiguration()
+        configuration.host = host
+        configuration.port = port
+        configuration.threads = threads
+        configuration.idleTimeout = idleTimeout
+        configuration.connectionsPerClient = connectionsPerClient
+        configuration.maximumRequestBody = maximumRequestBody
+        return configuration
+    }
+}

@@ -1,0 +1,347 @@
+internal import CMicroHTTPD
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// The C callbacks libmicrohttpd calls. Each reaches the `ServerCore` through its `cls` pointer and the
+// request's `RequestContext` through `con_cls`.
+
+/// Leaves the URL as sent: paths are decoded by the application, segment by segment, so that an
+/// encoded `/` (`%2F`) or NUL (`%00`) can be seen and refused instead of silently changing the path.
+let keepEscapesCallback: @convention(c) (
+    UnsafeMutableRawPointer?, OpaquePointer?, UnsafeMutablePointer<CChar>?
+) -> Int = { _, _, text in
+    guard let text else { return 0 }
+    return strlen(text)
+}
+
+let accessHandlerCallback: MHD_AccessHandlerCallback = {
+    cls, connection, url, method, _, uploadData, uploadDataSize, contextSlot in
+    guard let cls, let connection, let uploadDataSize, let contextSlot else { return .NO }
+    let core = Unmanaged<ServerCore>.fromOpaque(cls).takeUnretainedValue()
+
+    guard let existing = contextSlot.pointee else {
+        let request = Server.makeRequest(core: core, connection: connection, url: url, method: method)
+        let context = core.begin(request)
+        contextSlot.pointee = Unmanaged.passRetained(context).toOpaque()
+        return core.afterHead(context, connection: connection)
+    }
+    let context = Unmanaged<RequestContext>.fromOpaque(existing).takeUnretainedValue()
+
+    if uploadDataSize.pointee > 0 {
+        let block = UnsafeRawBufferPointer(start: uploadData, count: uploadDataSize.pointee)
+        uploadDataSize.pointee = 0
+        return core.receive(block, context: context, connection: connection)
+    }
+    return core.bodyComplete(context, connection: connection)
+}
+
+let requestCompletedCallback: @convention(c) (
+    UnsafeMutableRawPointer?, OpaquePointer?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?,
+    MHD_RequestTerminationCode
+) -> Void = { cls, _, contextSlot, termination in
+    guard let cls, let contextSlot, let pointer = contextSlot.pointee else { return }
+    contextSlot.pointee = nil
+    let core = Unmanaged<ServerCore>.fromOpaque(cls).takeUnretainedValue()
+    let context = Unmanaged<RequestContext>.fromOpaque(pointer).takeRetainedValue()
+    core.complete(context, termination: termination)
+}
+
+/// Holds a response body's source while libmicrohttpd streams it.
+private final class SourceBox {
+    let source: any ByteSource
+    init(_ source: any ByteSource) { self.source = source }
+}
+
+private let sourceReadCallback: MHD_ContentReaderCallback = { cls, position, buffer, maximum in
+    guard let cls, let buffer else { return -2 }
+    let box = Unmanaged<SourceBox>.fromOpaque(cls).takeUnretainedValue()
+    let count = box.source.read(at: position, into: UnsafeMutableRawBufferPointer(start: buffer, count: maximum))
+    return count > 0 ? count : -2
+}
+
+private let sourceFreeCallback: MHD_ContentReaderFreeCallback = { cls in
+    guard let cls else { return }
+    Unmanaged<SourceBox>.fromOpaque(cls).release()
+}
+
+extension Server {
+    static func makeRequest(
+        core: ServerCore, connection: OpaquePointer, url: UnsafePointer<CChar>?, method: UnsafePointer<CChar>?
+    ) -> Request {
+        var collected = CollectedValues()
+        withUnsafeMutablePointer(to: &collected) { pointer in
+            _ = MHD_get_connection_values(connection, .HEADER_KIND, collectValueCallback, pointer)
+            pointer.pointee.collectingQuery = true
+            _ = MHD_get_connection_values(connection, .GET_ARGUMENT_KIND, collectValueCallback, pointer)
+        }
+        return Request(
+            id: core.nextRequestID(),
+            method: method.map { String(cString: $0) } ?? "",
+            path: url.map { String(cString: $0) } ?? "/",
+            query: collected.query,
+            headers: HTTPHeaders(collected.headers),
+            clientAddress: clientAddress(of: connection))
+    }
+
+    private static func clientAddress(of connection: OpaquePointer) -> String {
+        guard let address = CMicroHTTPD_client_address(connection) else { return "-" }
+        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
+        switch Int32(address.pointee.sa_family) {
+        case AF_INET:
+            address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { v4 in
+                var raw = v4.pointee.sin_addr
+                _ = inet_ntop(AF_INET, &raw, &text, socklen_t(text.count))
+            }
+        case AF_INET6:
+            address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { v6 in
+                var raw = v6.pointee.sin6_addr
+                _ = inet_ntop(AF_INET6, &raw, &text, socklen_t(text.count))
+            }
+        default: return "-"
+        }
+        return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+private struct CollectedValues {
+    var headers: [(name: String, value: String)] = []
+    var query: [String: String] = [:]
+    var collectingQuery = false
+}
+
+private let collectValueCallback: MHD_KeyValueIterator = { cls, _, key, value in
+    guard let cls, let key else { return .YES }
+    let collected = cls.assumingMemoryBound(to: CollectedValues.self)
+    let name = String(cString: key)
+    let text = value.map { String(cString: $0) } ?? ""
+    if collected.pointee.collectingQuery {
+        // The unescape callback left arguments as sent; decode them here, as form values.
+        let decodedName = PercentDecoding.decode(Substring(name), plusAsSpace: true) ?? name
+        if collected.pointee.query[decodedName] == nil {
+            collected.pointee.query[decodedName] = PercentDecoding.decode(Substring(text), plusAsSpace: true) ?? text
+        }
+    } else {
+        collected.pointee.headers.append((name, text))
+    }
+    return .YES
+}
+
+extension ServerCore {
+    /// The head has arrived: ask the responder what to do.
+    func begin(_ request: Request) -> RequestContext {
+        let declared = request.contentLength
+        let logsProgress = request.hasBody && (declared ?? .max) >= 1 << 20
+        if let limit = configuration.maximumRequestBody, let declared, declared > limit {
+            let error = HTTPError(
+                413, code: "request_too_large",
+                "This request body is \(declared) bytes; the server accepts at most \(limit) bytes in one "
+                    + "request. Send the file in chunks (the tus API at /api/uploads/) or ask the operator to "
+                    + "raise --max-request-body.",
+                details: [("limit", .uint(limit))])
+            return RequestContext(request: request, state: .ready(Response(error: error)), logsProgress: false)
+        }
+        let state: RequestContext.State
+        switch responder.reply(to: request) {
+        case .respond(let response): state = .ready(response)
+        case .consume(let consumer): state = .receiving(consumer)
+        case .work(let job): state = .deferred(job)
+        }
+        let context = RequestContext(request: request, state: state, logsProgress: logsProgress)
+        if logsProgress, case .receiving = state {
+            logger.info(
+                "upload_start",
+                [
+                    "id": .string(request.id), "method": .string(request.method), "path": .string(request.path),
+                    "declared_bytes": declared.map { .uint($0) } ?? "unknown", "client": .string(request.clientAddress),
+                ])
+        }
+        return context
+    }
+
+    /// Called right after `begin`. A response for a request with a body goes out now only when the
+    /// client has not sent the body yet (`Expect: 100-continue`) or when reading it is pointless
+    /// (413); otherwise the body is drained first, so the client reads a clean answer.
+    func afterHead(_ context: RequestContext, connection: OpaquePointer) -> MHD_Result {
+        guard case .ready(let response) = context.state, context.request.hasBody else { return .YES }
+        if context.request.expectsContinue || response.status == 413 {
+            return queue(response, context: context, connection: connection)
+        }
+        context.state = .discarding(response)
+        return .YES
+    }
+
+    func receive(_ block: UnsafeRawBufferPointer, context: RequestContext, connection: OpaquePointer) -> MHD_Result {
+        context.bytesIn += UInt64(block.count)
+        if let limit = configuration.maximumRequestBody, context.bytesIn > limit {
+            // Only a chunked body can get here: a declared length over the limit never reaches the body.
+            if case .receiving(let consumer) = context.state { consumer.abort(reason: .rejected(HTTPError(413, code: "", ""))) }
+            let error = HTTPError(
+                413, code: "request_too_large",
+                "This request body passed the server's limit of \(limit) bytes. Send the file in chunks (the tus "
+                    + "API at /api/uploads/) or ask the operator to raise --max-request-body.")
+            return queue(Response(error: error), context: context, connection: connection)
+        }
+        switch context.state {
+        case .receiving(let consumer):
+            do {
+                try consumer.consume(block)
+            } catch {
+                consumer.abort(reason: .rejected(error))
+                context.state = .discarding(response(for: error, request: context.request))
+            }
+        case .ready(let response):
+            context.state = .discarding(response)
+        default:
+            break
+        }
+        if context.logsProgress { logProgress(context) }
+        return .YES
+    }
+
+    /// The body is over (or there was none): queue the answer, or hand blocking work to a worker.
+    func bodyComplete(_ context: RequestContext, connection: OpaquePointer) -> MHD_Result {
+        switch context.state {
+        case .ready(let response), .discarding(let response):
+            return queue(response, context: context, connection: connection)
+        case .receiving(let consumer):
+            if stopping.load(ordering: .sequentiallyConsistent) {
+                consumer.abort(reason: .serverShutdown)
+                return queue(Response(error: ServerCore.shuttingDown), context: context, connection: connection)
+            }
+            return runOnWorker(context, connection: connection) { consumer.finish() }
+        case .deferred(let job):
+            if stopping.load(ordering: .sequentiallyConsistent) {
+                return queue(Response(error: ServerCore.shuttingDown), context: context, connection: connection)
+            }
+            return runOnWorker(context, connection: connection, job)
+        case .working, .queued:
+            return .YES
+        }
+    }
+
+    private static let shuttingDown = HTTPError(
+        503, code: "shutting_down", "The server is restarting; retry in a few seconds.")
+
+    private func runOnWorker(
+        _ context: RequestContext, connection: OpaquePointer, _ job: @escaping @Sendable () -> Response
+    ) -> MHD_Result {
+        context.state = .working
+        MHD_suspend_connection(connection)
+        let suspended = SuspendedConnection(pointer: connection)
+        pendingWork.enter()
+        workers.async {
+            context.state = .ready(job())
+            MHD_resume_connection(suspended.pointer)
+            self.pendingWork.leave()
+        }
+        return .YES
+    }
+
+    private func response(for error: any Error, request: Request) -> Response {
+        if let error = error as? HTTPError { return Response(error: error) }
+        logger.error("internal_error", ["id": .string(request.id), "error": .string("\(error)")])
+        return Response(error: .internalError(requestID: request.id))
+    }
+
+    private func logProgress(_ context: RequestContext) {
+        let now = RequestContext.now()
+        let interval = RequestContext.seconds(from: context.lastProgress, to: now)
+        guard interval >= configuration.progressInterval else { return }
+        let rate = Double(context.bytesIn - context.bytesAtLastProgress) / interval / 1_048_576
+        context.lastProgress = now
+        context.bytesAtLastProgress = context.bytesIn
+        logger.info(
+            "upload_progress",
+            [
+                "id": .string(context.request.id), "path": .string(context.request.path),
+                "bytes": .uint(context.bytesIn), "declared_bytes": context.request.contentLength.map { .uint($0) } ?? "unknown",
+                "rate_mib_s": .double(rate),
+            ])
+    }
+
+    func queue(_ response: Response, context: RequestContext, connection: OpaquePointer) -> MHD_Result {
+        context.state = .queued
+        context.status = response.status
+        context.bytesOut = response.body.length
+        let made: OpaquePointer?
+        switch response.body {
+        case .empty:
+            made = MHD_create_response_from_buffer(0, nil, .RESPMEM_PERSISTENT)
+        case .bytes(let bytes):
+            made = bytes.withUnsafeBytes { raw in
+                MHD_create_response_from_buffer(
+                    raw.count, UnsafeMutableRawPointer(mutating: raw.baseAddress), .RESPMEM_MUST_COPY)
+            }
+        case .stream(let length, let source):
+            let box = Unmanaged.passRetained(SourceBox(source)).toOpaque()
+            made = MHD_create_response_from_callback(
+                length, configuration.responseBlockSize, sourceReadCallback, box, sourceFreeCallback)
+            if made == nil { Unmanaged<SourceBox>.fromOpaque(box).release() }
+        }
+        guard let made else { return .NO }
+        defer { MHD_destroy_response(made) }
+        for (name, value) in response.headers {
+            if MHD_add_response_header(made, name, value) != .YES {
+                logger.error("bad_response_header", ["id": .string(context.request.id), "name": .string(name)])
+            }
+        }
+        _ = MHD_add_response_header(made, "X-Request-ID", context.request.id)
+        return MHD_queue_response(connection, UInt32(response.status), made)
+    }
+
+    /// The request is over, answered or not. Aborts an unfinished body and writes the request log line.
+    func complete(_ context: RequestContext, termination: MHD_RequestTerminationCode) {
+        let outcome: String
+        switch termination {
+        case .REQUEST_TERMINATED_COMPLETED_OK: outcome = "ok"
+        case .REQUEST_TERMINATED_TIMEOUT_REACHED: outcome = "timed_out"
+        case .REQUEST_TERMINATED_DAEMON_SHUTDOWN: outcome = "server_shutdown"
+        case .REQUEST_TERMINATED_CLIENT_ABORT, .REQUEST_TERMINATED_READ_ERROR: outcome = "client_aborted"
+        default: outcome = "error"
+        }
+        if case .receiving(let consumer) = context.state {
+            let reason: AbortReason
+            switch termination {
+            case .REQUEST_TERMINATED_TIMEOUT_REACHED: reason = .timedOut
+            case .REQUEST_TERMINATED_DAEMON_SHUTDOWN: reason = .serverShutdown
+            default: reason = .connectionClosed
+            }
+            consumer.abort(reason: reason)
+            logger.warning(
+                "upload_aborted",
+                [
+                    "id": .string(context.request.id), "path": .string(context.request.path),
+                    "bytes_received": .uint(context.bytesIn),
+                    "declared_bytes": context.request.contentLength.map { .uint($0) } ?? "unknown",
+                    "reason": .string(reason.description),
+                ])
+        }
+        let duration = RequestContext.seconds(from: context.started, to: RequestContext.now())
+        let request = context.request
+        var fields: KeyValuePairs<String, LogValue> = [:]
+        fields = [
+            "id": .string(request.id), "method": .string(request.method), "path": .string(request.path),
+            "status": .of(context.status), "bytes_in": .uint(context.bytesIn), "bytes_out": .uint(context.bytesOut),
+            "duration_ms": .double(duration * 1000), "client": .string(request.clientAddress),
+            "outcome": .string(outcome),
+        ]
+        if context.logsProgress && duration > 0 {
+            logger.info(
+                "upload_end",
+                [
+                    "id": .string(request.id), "path": .string(request.path), "status": .of(context.status),
+                    "bytes": .uint(context.bytesIn),
+                    "rate_mib_s": .double(Double(context.bytesIn) / duration / 1_048_576),
+                ])
+        }
+        logger.info("request", fields)
+    }
+}
+
+/// A suspended connection handed to a worker. Safe to send: only `MHD_resume_connection`, which the
+/// library allows from any thread, is called on it there.
+private struct SuspendedConnection: @unchecked Sendable {
+    let pointer: OpaquePointer
+}

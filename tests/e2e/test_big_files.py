@@ -1,0 +1,163 @@
+"""Big files: 1 GiB of random bytes by PUT and multipart, downloads whole and by ranges; sizes past
+2^31 and 2^32 (case C02)."""
+
+import hashlib
+import os
+import re
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import curl, make_random_file, sha256_file
+
+
+@pytest.fixture(scope="module")
+def gib_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("gib") / "random-1GiB.bin"
+    digest = make_random_file(path, 1 << 30)
+    return path, digest
+
+
+def test_1gib_by_put_and_multipart_then_download_whole_and_by_ranges(ferry, gib_file, tmp_path):
+    path, digest = gib_file
+    put = curl("-T", str(path), ferry.url("/api/files/big/put.bin"))
+    assert put.status == 201
+    assert put.json()["sha256"] == digest and put.json()["size"] == 1 << 30
+    post = curl("-F", f"f=@{path};filename=multi.bin", ferry.url("/api/files/big/"))
+    assert post.status == 201, post.body
+    assert post.json()["files"][0]["sha256"] == digest
+    assert sha256_file(ferry.root / "big/multi.bin") == digest
+
+    out = tmp_path / "download.bin"
+    get = subprocess.run(["curl", "-sS", "-f", "-o", str(out), ferry.url("/api/files/big/put.bin")], check=True)
+    assert sha256_file(out) == digest
+
+    # Four ranges, fetched separately and reassembled.
+    quarter = (1 << 30) // 4
+    pieces = []
+    for index in range(4):
+        start, end = index * quarter, (index + 1) * quarter - 1
+        reply = subprocess.run(["curl", "-sS", "-D", "-", "-o", str(tmp_path / f"part{index}"),
+                                "-H", f"Range: bytes={start}-{end}", ferry.url("/api/files/big/multi.bin")],
+                               capture_output=True, text=True, check=True)
+        assert reply.stdout.startswith("HTTP/1.1 206")
+        assert f"Content-Range: bytes {start}-{end}/{1 << 30}" in reply.stdout
+        pieces.append(tmp_path / f"part{index}")
+    whole = hashlib.sha256()
+    for piece in pieces:
+        whole.update(piece.read_bytes())
+    assert whole.hexdigest() == digest
+    # Resume: curl -C - continues a partial download with a Range request.
+    partial = tmp_path / "resumed.bin"
+    with open(path, "rb") as source, open(partial, "wb") as target:
+        target.write(source.read(300_000_000))
+    subprocess.run(["curl", "-sS", "-f", "-C", "-", "-o", str(partial), ferry.url("/api/files/big/put.bin")],
+                   check=True)
+    assert sha256_file(partial) == digest
+
+
+def test_small_get_is_answered_while_another_upload_is_being_fsynced(start_ferry, gib_file):
+    """One event-loop thread: a blocking fsync on it would hold the GET until the PUT is answered."""
+    path, digest = gib_file
+    ferry = start_ferry("--threads", "1")
+    curl("-T", "/dev/null", ferry.url("/api/files/tiny.txt"))
+    size = path.stat().st_size
+    outcomes = []
+    for attempt in range(3):
+        upload = socket.create_connection(("127.0.0.1", ferry.port))
+        upload.sendall(f"PUT /api/files/fsync-{attempt}.bin HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n"
+                       .encode())
+        with open(path, "rb") as source:
+            upload.sendfile(source)
+        # The body is all sent; wait until the server has all of it in its temporary file: from then on
+        # it is in fsync and rename.
+        tmp = ferry.root / ".ferry/tmp"
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            sizes = [p.stat().st_size for p in tmp.iterdir()]
+            if sizes and max(sizes) == size:
+                break
+            time.sleep(0.001)
+        get = curl(ferry.url("/api/files/tiny.txt"))
+        assert get.status == 200
+        upload.setblocking(False)
+        try:
+            answered_first = upload.recv(1) != b""
+        except BlockingIOError:
+            answered_first = False
+        upload.setblocking(True)
+        response = b""
+        while b"\r\n\r\n" not in response:
+            response += upload.recv(65536)
+        upload.close()
+        assert response.startswith(b"HTTP/1.1 201")
+        outcomes.append(not answered_first)
+        if outcomes[-1]:
+            break
+    assert any(outcomes), "the GET waited for another connection's fsync"
+
+
+# Sizes around 2^31 and 2^32 (case C02). Sparse sources with distinct bytes at each boundary, so a
+# misplaced byte changes the SHA-256.
+C02_SIZES = [2**31 - 1, 2**31, 2**31 + 1, 2**32 - 1, 2**32, 2**32 + 1]
+
+
+def make_marked_sparse_file(path, size):
+    subprocess.run(["truncate", "-s", str(size), str(path)], check=True)
+    with open(path, "r+b") as handle:
+        for offset in (0, 2**31 - 2, 2**31 - 1, 2**31, 2**32 - 1, 2**32, size - 1):
+            if offset < size:
+                handle.seek(offset)
+                handle.write(bytes([(offset * 31 + 7) % 251 + 1]))
+    return sha256_file(path, chunk=8 << 20)
+
+
+@pytest.fixture
+def ram_root(tmp_path):
+    """The root on tmpfs: these files are 2-4 GiB each and only their bytes matter, not the disk."""
+    path = "/dev/shm/ferry-c02-" + str(os.getpid())
+    os.makedirs(path, exist_ok=True)
+    yield path
+    subprocess.run(["rm", "-rf", path], check=False)
+
+
+def test_c02_sizes_past_2_31_and_2_32_by_put(start_ferry, ram_root, tmp_path):
+    ferry = start_ferry(root=tmp_path / "unused")
+    ferry.stop()
+    from conftest import Ferry
+    ferry = start_ferry(root=__import__("pathlib").Path(ram_root) / "root")
+    source = __import__("pathlib").Path(ram_root) / "source.bin"
+    for size in C02_SIZES:
+        digest = make_marked_sparse_file(source, size)
+        name = f"s{size}.bin"
+        put = curl("-T", str(source), ferry.url(f"/api/files/{name}"))
+        assert put.status == 201, put.body
+        assert put.json()["size"] == size and put.json()["sha256"] == digest
+        head = curl("-I", ferry.url(f"/api/files/{name}"))
+        assert head.headers["content-length"] == str(size)
+        listing = {e["name"]: e for e in curl(ferry.url("/api/files/")).json()["entries"]}
+        assert listing[name]["size"] == size
+        tail = curl("-H", f"Range: bytes={size - 3}-", ferry.url(f"/api/files/{name}"))
+        assert tail.status == 206
+        assert tail.headers["content-range"] == f"bytes {size - 3}-{size - 1}/{size}"
+        with open(source, "rb") as handle:
+            handle.seek(size - 3)
+            assert tail.body == handle.read(3)
+        around = curl("-H", "Range: bytes=2147483646-2147483649", ferry.url(f"/api/files/{name}"))
+        with open(source, "rb") as handle:
+            handle.seek(2**31 - 2)
+            assert around.body == handle.read(4)
+        os.remove(ferry.root / name)
+    # The largest once more, by multipart, and downloaded whole.
+    size = C02_SIZES[-1]
+    digest = make_marked_sparse_file(source, size)
+    post = curl("-F", f"f=@{source};filename=multi.bin", ferry.url("/api/files/"))
+    assert post.status == 201, post.body
+    assert post.json()["files"][0]["size"] == size and post.json()["files"][0]["sha256"] == digest
+    os.remove(source)
+    download = subprocess.run(f"curl -sS -f {ferry.url('/api/files/multi.bin')} | sha256sum", shell=True,
+                              capture_output=True, text=True, check=True)
+    assert download.stdout.split()[0] == digest

@@ -1,0 +1,185 @@
+"""The files API end to end: PUT, GET/HEAD, listings, folders, moves, deletes and their errors."""
+
+import hashlib
+import os
+import urllib.parse
+
+import pytest
+
+from conftest import curl, make_random_file, sha256_file
+
+
+def quote(name: str) -> str:
+    return urllib.parse.quote(name, safe="")
+
+
+def test_put_then_get_round_trips_bytes_and_metadata(ferry, tmp_path):
+    source = tmp_path / "photo.jpg"
+    digest = make_random_file(source, 3_000_017)
+    put = curl("-T", str(source), ferry.url("/api/files/album/2026/photo.jpg"))
+    assert put.status == 201
+    body = put.json()
+    assert body["path"] == "album/2026/photo.jpg"
+    assert body["size"] == 3_000_017
+    assert body["sha256"] == digest
+    assert body["modified"].endswith("Z")
+    assert put.headers["location"] == "/api/files/album/2026/photo.jpg"
+    assert sha256_file(ferry.root / "album/2026/photo.jpg") == digest
+
+    get = curl(ferry.url("/api/files/album/2026/photo.jpg"))
+    assert get.status == 200
+    assert hashlib.sha256(get.body).hexdigest() == digest
+    assert get.headers["content-length"] == "3000017"
+    assert get.headers["content-type"] == "image/jpeg"
+    assert get.headers["accept-ranges"] == "bytes"
+    assert get.headers["etag"].startswith('"')
+    assert get.headers["last-modified"].endswith("GMT")
+    assert get.headers["content-disposition"].startswith("inline;")
+    assert get.headers["x-content-type-options"] == "nosniff"
+
+    head = curl("-I", ferry.url("/api/files/album/2026/photo.jpg"))
+    assert head.status == 200
+    assert head.body == b""
+    assert head.headers["content-length"] == "3000017"
+    assert head.headers["etag"] == get.headers["etag"]
+
+
+def test_download_flag_makes_an_attachment(ferry):
+    curl("-T", "/dev/null", ferry.url("/api/files/notes.txt"))
+    reply = curl(ferry.url("/api/files/notes.txt?download=1"))
+    assert reply.status == 200
+    assert reply.headers["content-disposition"].startswith("attachment;")
+
+
+def test_conditional_get_answers_304_and_412(ferry, tmp_path):
+    (tmp_path / "a.txt").write_bytes(b"hello")
+    curl("-T", str(tmp_path / "a.txt"), ferry.url("/api/files/a.txt"))
+    first = curl(ferry.url("/api/files/a.txt"))
+    etag, modified = first.headers["etag"], first.headers["last-modified"]
+    assert curl("-H", f"If-None-Match: {etag}", ferry.url("/api/files/a.txt")).status == 304
+    assert curl("-H", 'If-None-Match: "other"', ferry.url("/api/files/a.txt")).status == 200
+    assert curl("-H", f"If-Modified-Since: {modified}", ferry.url("/api/files/a.txt")).status == 304
+    failed = curl("-H", 'If-Match: "other"', ferry.url("/api/files/a.txt"))
+    assert failed.status == 412
+    assert failed.error_code() == "precondition_failed"
+
+
+def test_listing_is_sorted_and_typed(ferry, tmp_path):
+    for name in ["b.txt", "a.txt", "Z.txt"]:
+        (tmp_path / name).write_bytes(name.encode())
+        assert curl("-T", str(tmp_path / name), ferry.url(f"/api/files/docs/{name}")).status == 201
+    assert curl("-X", "POST", ferry.url("/api/folders/docs/sub")).status == 201
+    listing = curl(ferry.url("/api/files/docs/"))
+    assert listing.status == 200
+    entries = listing.json()["entries"]
+    assert [e["name"] for e in entries] == ["Z.txt", "a.txt", "b.txt", "sub"]
+    assert [e["type"] for e in entries] == ["file", "file", "file", "folder"]
+    assert entries[1]["size"] == 5
+    root = curl(ferry.url("/api/files/")).json()
+    assert [e["name"] for e in root["entries"]] == ["docs"], "the .ferry work area must not be listed"
+
+
+def test_folders_create_idempotently_and_refuse_files(ferry, tmp_path):
+    assert curl("-X", "POST", ferry.url("/api/folders/x/y/z")).status == 201
+    assert (ferry.root / "x/y/z").is_dir()
+    again = curl("-X", "POST", ferry.url("/api/folders/x/y/z"))
+    assert again.status == 200 and again.json()["created"] is False
+    curl("-T", "/dev/null", ferry.url("/api/files/x/file"))
+    clash = curl("-X", "POST", ferry.url("/api/folders/x/file"))
+    assert clash.status == 409
+
+
+def test_delete_file_and_folders(ferry, tmp_path):
+    curl("-T", "/dev/null", ferry.url("/api/files/d/one.txt"))
+    curl("-T", "/dev/null", ferry.url("/api/files/d/e/two.txt"))
+    not_empty = curl("-X", "DELETE", ferry.url("/api/files/d"))
+    assert not_empty.status == 409
+    assert not_empty.error_code() == "folder_not_empty"
+    assert "recursive=1" in not_empty.json()["error"]["message"]
+    assert curl("-X", "DELETE", ferry.url("/api/files/d/one.txt")).status == 204
+    assert not (ferry.root / "d/one.txt").exists()
+    assert curl("-X", "DELETE", ferry.url("/api/files/d?recursive=1")).status == 204
+    assert not (ferry.root / "d").exists()
+    missing = curl("-X", "DELETE", ferry.url("/api/files/d"))
+    assert missing.status == 404
+    assert curl("-X", "DELETE", ferry.url("/api/files/")).status == 400
+
+
+def test_move_renames_and_refuses_to_clobber(ferry, tmp_path):
+    (tmp_path / "f").write_bytes(b"one")
+    curl("-T", str(tmp_path / "f"), ferry.url("/api/files/a/one.txt"))
+    curl("-T", str(tmp_path / "f"), ferry.url("/api/files/taken.txt"))
+    moved = curl("-X", "POST", "-H", "Content-Type: application/json",
+                 "--data", '{"from": "a/one.txt", "to": "b/c/renamed.txt"}', ferry.url("/api/move"))
+    assert moved.status == 200, moved.body
+    assert (ferry.root / "b/c/renamed.txt").read_bytes() == b"one"
+    assert not (ferry.root / "a/one.txt").exists()
+    clash = curl("-X", "POST", "--data", '{"from": "b/c/renamed.txt", "to": "taken.txt"}', ferry.url("/api/move"))
+    assert clash.status == 409 and clash.error_code() == "file_exists"
+    forced = curl("-X", "POST", "--data", '{"from": "b/c/renamed.txt", "to": "taken.txt", "overwrite": true}',
+                  ferry.url("/api/move"))
+    assert forced.status == 200
+    into_itself = curl("-X", "POST", "--data", '{"from": "b", "to": "b/c/inner"}', ferry.url("/api/move"))
+    assert into_itself.status == 400
+    for bad in ['{"from": "../x", "to": "y"}', '{"from": 1}', "not json", '{"from": "taken.txt", "to": "/abs"}']:
+        reply = curl("-X", "POST", "--data", bad, ferry.url("/api/move"))
+        assert reply.status == 400, bad
+        assert reply.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("path", [
+    "/api/files/../etc/passwd",
+    "/api/files/a/%2e%2e/%2e%2e/etc/passwd",
+    "/api/files/%2e%2e",
+    "/api/files//etc/passwd",
+    "/api/files/a%2Fb",
+    "/api/files/a%00b",
+    "/api/files/a/./b",
+    "/api/files/%zz",
+    "/api/files/%C3%28",
+    "/api/files/.ferry/tmp",
+    "/api/files/" + "n" * 256,
+])
+def test_hostile_paths_get_400_with_json(ferry, path):
+    for method_args in (["-X", "GET"], ["-X", "PUT", "--data-binary", "x"], ["-X", "DELETE"]):
+        reply = curl("--path-as-is", *method_args, ferry.url(path))
+        assert reply.status == 400, (path, method_args, reply.body)
+        error = reply.json()["error"]
+        assert error["code"] and error["message"]
+    assert not any(p.name == "passwd" for p in ferry.root.rglob("*"))
+
+
+def test_symlink_leading_outside_the_root_is_refused(ferry, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("secret")
+    os.symlink(outside, ferry.root / "escape")
+    os.symlink(outside / "secret.txt", ferry.root / "secret-link.txt")
+    assert curl(ferry.url("/api/files/escape/secret.txt")).status == 400
+    assert curl(ferry.url("/api/files/secret-link.txt")).status == 400
+    put = curl("-T", "/dev/null", ferry.url("/api/files/escape/new.txt"))
+    assert put.status == 400
+    assert not (outside / "new.txt").exists()
+    os.symlink(ferry.root / "inside", ferry.root / "inner-link")
+    (ferry.root / "inside").mkdir()
+    assert curl("-T", "/dev/null", ferry.url("/api/files/inner-link/ok.txt")).status == 201
+
+
+def test_unknown_routes_and_methods_get_json_errors(ferry):
+    missing = curl(ferry.url("/api/files/nope.txt"))
+    assert missing.status == 404 and missing.error_code() == "not_found"
+    unknown = curl(ferry.url("/nothing/here"))
+    assert unknown.status == 404 and unknown.headers["content-type"].startswith("application/json")
+    patch = curl("-X", "PATCH", ferry.url("/api/files/x"))
+    assert patch.status == 405
+    assert patch.headers["allow"] == "GET, HEAD, PUT, POST, DELETE"
+    assert patch.error_code() == "method_not_allowed"
+    assert curl("-X", "PUT", "--data", "x", ferry.url("/api/files/folder/")).status == 400
+    assert curl("-X", "POST", "--data", "x", ferry.url("/api/files/folder/")).status == 415
+
+
+def test_every_response_carries_a_request_id(ferry):
+    a = curl(ferry.url("/api/files/"))
+    b = curl(ferry.url("/api/files/none"))
+    assert a.headers["x-request-id"] != b.headers["x-request-id"]
+    assert f"id={b.headers['x-request-id']}" in ferry.logs()

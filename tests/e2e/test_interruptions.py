@@ -1,0 +1,131 @@
+"""Uploads that do not finish: a client that disappears, a server that stops or dies, a full disk."""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import Ferry, curl, make_random_file, sha256_file
+from test_uploads import wait_for_no_temporary_files, wait_for_temporary_bytes
+
+
+def test_c01_client_that_disconnects_at_40_percent_leaves_nothing(ferry, tmp_path):
+    size = 1 << 30
+    big = tmp_path / "big"
+    subprocess.run(["truncate", "-s", str(size), str(big)], check=True)
+    client = subprocess.Popen(["curl", "-sS", "--limit-rate", "100M", "-T", str(big),
+                               ferry.url("/api/files/c01.bin")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_temporary_bytes(ferry, int(size * 0.4), timeout=60)
+    client.kill()
+    client.wait()
+    wait_for_no_temporary_files(ferry)
+    assert not (ferry.root / "c01.bin").exists()
+    assert curl(ferry.url("/api/files/c01.bin")).status == 404
+    aborted = [l for l in ferry.logs().splitlines() if "event=upload_aborted" in l]
+    assert len(aborted) == 1, ferry.logs()
+    received = int(re.search(r"bytes_received=(\d+)", aborted[0]).group(1))
+    assert size * 0.4 <= received < size
+    assert f"declared_bytes={size}" in aborted[0]
+
+
+def test_short_body_then_close_is_an_aborted_upload(ferry):
+    with socket.create_connection(("127.0.0.1", ferry.port)) as sock:
+        sock.sendall(b"PUT /api/files/short.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n" + b"x" * 1000)
+        time.sleep(0.2)
+    wait_for_no_temporary_files(ferry)
+    assert not (ferry.root / "short.bin").exists()
+
+
+def test_sigterm_during_an_upload_removes_its_temporary_file(start_ferry, tmp_path):
+    ferry = start_ferry()
+    big = tmp_path / "big"
+    subprocess.run(["truncate", "-s", str(1 << 30), str(big)], check=True)
+    client = subprocess.Popen(["curl", "-sS", "--limit-rate", "50M", "-T", str(big),
+                               ferry.url("/api/files/cut.bin")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_temporary_bytes(ferry, 8 << 20)
+    assert ferry.stop(signal.SIGTERM) == 0
+    client.kill()
+    client.wait()
+    assert list((ferry.root / ".ferry/tmp").iterdir()) == []
+    assert not (ferry.root / "cut.bin").exists()
+    assert "event=stopped" in ferry.logs()
+
+
+def test_temporary_files_left_by_a_crash_are_swept_at_start(start_ferry, tmp_path):
+    ferry = start_ferry()
+    big = tmp_path / "big"
+    subprocess.run(["truncate", "-s", str(1 << 30), str(big)], check=True)
+    client = subprocess.Popen(["curl", "-sS", "--limit-rate", "50M", "-T", str(big),
+                               ferry.url("/api/files/crash.bin")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_temporary_bytes(ferry, 8 << 20)
+    ferry.stop(signal.SIGKILL)
+    client.kill()
+    client.wait()
+    assert len(list((ferry.root / ".ferry/tmp").iterdir())) == 1
+    again = start_ferry(root=ferry.root)
+    assert list((again.root / ".ferry/tmp").iterdir()) == []
+    assert "event=swept_temporary_files count=1" in again.logs()
+    assert not (again.root / "crash.bin").exists()
+
+
+def test_a_second_server_on_the_same_root_is_refused(ferry):
+    second = subprocess.run([os.environ.get("FERRY_BINARY", ""), "serve", "--listen", "127.0.0.1:0",
+                             "--root", str(ferry.root)], capture_output=True, text=True, timeout=20)
+    assert second.returncode == 1
+    assert "another ferry process" in second.stderr
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 MiB tmpfs the test owns, so a full disk is real and harmless."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)], capture_output=True)
+    if result.returncode != 0:
+        pytest.fail(f"cannot mount a tmpfs for the full-disk test (needs root): {result.stderr.decode()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_c04_declared_upload_larger_than_the_disk_gets_507_before_the_body(start_ferry, small_disk, tmp_path):
+    ferry = start_ferry(root=small_disk / "root")
+    big = tmp_path / "big"
+    subprocess.run(["truncate", "-s", str(200 << 20), str(big)], check=True)
+    reply = curl("-T", str(big), ferry.url("/api/files/big.bin"))
+    assert reply.status == 507
+    assert reply.error_code() == "insufficient_storage"
+    assert reply.json()["error"]["needed"] == 200 << 20
+    assert "log" not in reply.json()["error"]["message"].lower()
+    assert not (ferry.root / "big.bin").exists()
+    assert list((ferry.root / ".ferry/tmp").iterdir()) == []
+
+
+def test_c04_disk_that_fills_mid_stream_gets_507_and_keeps_serving(start_ferry, small_disk, tmp_path):
+    ferry = start_ferry(root=small_disk / "root")
+    (tmp_path / "small").write_bytes(b"still here")
+    assert curl("-T", str(tmp_path / "small"), ferry.url("/api/files/small.txt")).status == 201
+    big = tmp_path / "big"
+    make_random_file(big, 100 << 20)
+    # Chunked: no declared length, so the disk can only fill during the stream.
+    reply = curl("-H", "Transfer-Encoding: chunked", "-T", str(big), ferry.url("/api/files/big.bin"))
+    assert reply.status == 507, reply.body
+    assert reply.error_code() == "insufficient_storage"
+    assert not (ferry.root / "big.bin").exists()
+    wait_for_no_temporary_files(ferry)
+    # The partial data is gone, so the disk has room again and the server still answers.
+    assert curl(ferry.url("/api/files/small.txt")).body == b"still here"
+    (tmp_path / "after").write_bytes(b"after" * 1000)
+    assert curl("-T", str(tmp_path / "after"), ferry.url("/api/files/after.txt")).status == 201
+    # Multipart fills the disk the same way.
+    multi = curl("-F", f"f=@{big}", ferry.url("/api/files/"))
+    assert multi.status == 507
+    wait_for_no_temporary_files(ferry)
