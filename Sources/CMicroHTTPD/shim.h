@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <microhttpd.h>
@@ -33,6 +34,25 @@ static inline const struct sockaddr *CMicroHTTPD_client_address(struct MHD_Conne
 static inline struct MHD_OptionItem CMicroHTTPD_option(enum MHD_OPTION option, intptr_t value, void *pointer) {
     struct MHD_OptionItem item = { option, value, pointer };
     return item;
+}
+
+/// Swift cannot receive a va_list: the library's log callback formats here and hands the line on.
+typedef void (*CMicroHTTPD_line_logger)(void *cls, const char *line);
+struct CMicroHTTPD_log_target {
+    CMicroHTTPD_line_logger function;
+    void *cls;
+};
+
+static inline void CMicroHTTPD_format_log(void *cls, const char *format, va_list arguments) {
+    struct CMicroHTTPD_log_target *target = (struct CMicroHTTPD_log_target *) cls;
+    char line[512];
+    vsnprintf(line, sizeof line, format, arguments);
+    target->function(target->cls, line);
+}
+
+/// The address of CMicroHTTPD_format_log, for MHD_OPTION_EXTERNAL_LOGGER.
+static inline intptr_t CMicroHTTPD_log_formatter(void) {
+    return (intptr_t) &CMicroHTTPD_format_log;
 }
 
 #endif

@@ -48,6 +48,15 @@ let requestCompletedCallback: @convention(c) (
     core.complete(context, termination: termination)
 }
 
+/// The library's own diagnostics (a client that hung up mid-request, a refused connection), as log lines.
+let engineLogCallback: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<CChar>?) -> Void = { cls, line in
+    guard let cls, let line else { return }
+    let core = Unmanaged<ServerCore>.fromOpaque(cls).takeUnretainedValue()
+    var message = String(cString: line)
+    while message.last == "\n" || message.last == "." { message.removeLast() }
+    core.logger.log(.info, "engine", ["message": .string(message)])
+}
+
 /// Holds a response body's source while libmicrohttpd streams it.
 private final class SourceBox {
     let source: any ByteSource
@@ -327,7 +336,7 @@ extension ServerCore {
             "duration_ms": .double(duration * 1000), "client": .string(request.clientAddress),
             "outcome": .string(outcome),
         ]
-        if context.logsProgress && duration > 0 {
+        if context.logsProgress && duration > 0 && outcome == "ok" {
             logger.info(
                 "upload_end",
                 [

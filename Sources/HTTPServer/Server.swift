@@ -42,8 +42,9 @@ public final class Server: Sendable {
         let corePointer = Unmanaged.passUnretained(core).toOpaque()
         let started: OpaquePointer? = withUnsafeMutablePointer(to: &storage) { address in
             var options: [MHD_OptionItem] = [
+                // First, so that the library's messages about the other options come through it too.
+                CMicroHTTPD_option(.EXTERNAL_LOGGER, CMicroHTTPD_log_formatter(), core.logTarget),
                 CMicroHTTPD_option(.SOCK_ADDR, 0, UnsafeMutableRawPointer(address)),
-                CMicroHTTPD_option(.THREAD_POOL_SIZE, max(1, configuration.threads), nil),
                 CMicroHTTPD_option(.CONNECTION_MEMORY_LIMIT, configuration.connectionMemoryLimit, nil),
                 CMicroHTTPD_option(.CONNECTION_TIMEOUT, Int(configuration.idleTimeout), nil),
                 CMicroHTTPD_option(.PER_IP_CONNECTION_LIMIT, Int(configuration.connectionsPerClient), nil),
@@ -52,8 +53,12 @@ public final class Server: Sendable {
                     .NOTIFY_COMPLETED, unsafeBitCast(requestCompletedCallback, to: Int.self), corePointer),
                 CMicroHTTPD_option(
                     .UNESCAPE_CALLBACK, unsafeBitCast(keepEscapesCallback, to: Int.self), nil),
-                CMicroHTTPD_option(.END, 0, nil),
             ]
+            // A pool of one is refused by the library: one thread is the internal polling thread itself.
+            if configuration.threads > 1 {
+                options.append(CMicroHTTPD_option(.THREAD_POOL_SIZE, configuration.threads, nil))
+            }
+            options.append(CMicroHTTPD_option(.END, 0, nil))
             return options.withUnsafeMutableBufferPointer { items in
                 CMicroHTTPD_start(flags, accessHandlerCallback, corePointer, items.baseAddress)
             }
@@ -109,8 +114,9 @@ private struct DaemonHandle: @unchecked Sendable {
     let pointer: OpaquePointer
 }
 
-/// What the C callbacks reach through their `cls` pointer. Immutable apart from thread-safe members.
-final class ServerCore: Sendable {
+/// What the C callbacks reach through their `cls` pointer. `@unchecked Sendable`: every member is
+/// immutable or thread-safe; `logTarget` is written once in `init` and only read by the library after.
+final class ServerCore: @unchecked Sendable {
     let configuration: ServerConfiguration
     let responder: any Responder
     let logger: Logger
@@ -119,6 +125,8 @@ final class ServerCore: Sendable {
     let pendingWork = DispatchGroup()
     let stopping = Atomic<Bool>(false)
     private let requestCounter = Atomic<UInt64>(0)
+    /// Where the library's log callback sends its formatted lines; lives as long as the server.
+    let logTarget: UnsafeMutableRawPointer
     private let idPrefix: String
 
     init(configuration: ServerConfiguration, responder: any Responder, logger: Logger) {
@@ -127,7 +135,13 @@ final class ServerCore: Sendable {
         self.logger = logger
         workers = DispatchQueue(label: "ferry.workers", attributes: .concurrent)
         idPrefix = String(UInt32.random(in: 0x1000_0000...UInt32.max), radix: 16)
+        let target = UnsafeMutablePointer<CMicroHTTPD_log_target>.allocate(capacity: 1)
+        logTarget = UnsafeMutableRawPointer(target)
+        target.initialize(to: CMicroHTTPD_log_target(function: engineLogCallback, cls: nil))
+        target.pointee.cls = Unmanaged.passUnretained(self).toOpaque()
     }
+
+    deinit { logTarget.deallocate() }
 
     /// A request ID: a per-process random prefix and a counter, e.g. `4f3a9c1e-000012`.
     func nextRequestID() -> String {

@@ -85,11 +85,11 @@ def _curl_with_body(args, timeout) -> Reply:
             ["curl", "-sS", "--globoff", "-D", header_file.name, "-o", body_file.name, *args],
             capture_output=True, timeout=timeout,
         )
-        raw = Path(header_file.name).read_text(errors="replace")
+        raw = Path(header_file.name).read_bytes().decode("utf-8", errors="replace")
         body = Path(body_file.name).read_bytes()
-    blocks = [b for b in raw.split("\r\n\r\n") if b.strip()]
+    blocks = [b for b in raw.split("\r\n\r\n") if b.strip() and not b.startswith("HTTP/1.1 100")]
     if not blocks:
-        raise AssertionError(f"curl got no response: {completed.stderr.decode()}")
+        raise AssertionError(f"curl got no final response (exit {completed.returncode}): {completed.stderr.decode()}")
     last = blocks[-1]
     lines = last.split("\r\n")
     status = int(lines[0].split()[1])
@@ -99,6 +99,29 @@ def _curl_with_body(args, timeout) -> Reply:
             name, value = line.split(":", 1)
             headers[name.strip().lower()] = value.strip()
     return Reply(status, headers, body, last)
+
+
+def raw_exchange(port: int, request: bytes, timeout=10) -> bytes:
+    """Sends `request` as is on a new connection and returns everything the server sends until it closes."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(request)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+def wait_for_log(server, needle: str, timeout=10) -> str:
+    """Waits until a log line containing `needle` appears and returns it."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for line in server.logs().splitlines():
+            if needle in line:
+                return line
+        time.sleep(0.02)
+    raise AssertionError(f"no log line with {needle!r}:\n{server.logs()}")
 
 
 def sha256_file(path: Path, chunk=1 << 20) -> str:

@@ -6,7 +6,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import curl, make_random_file, sha256_file
+from conftest import curl, make_random_file, raw_exchange, sha256_file
 
 
 def quote(name: str) -> str:
@@ -37,11 +37,13 @@ def test_put_then_get_round_trips_bytes_and_metadata(ferry, tmp_path):
     assert get.headers["content-disposition"].startswith("inline;")
     assert get.headers["x-content-type-options"] == "nosniff"
 
-    head = curl("-I", ferry.url("/api/files/album/2026/photo.jpg"))
-    assert head.status == 200
-    assert head.body == b""
-    assert head.headers["content-length"] == "3000017"
-    assert head.headers["etag"] == get.headers["etag"]
+    head = raw_exchange(ferry.port, b"HEAD /api/files/album/2026/photo.jpg HTTP/1.1\r\nHost: x\r\n"
+                                    b"Connection: close\r\n\r\n")
+    head_lines, _, head_body = head.partition(b"\r\n\r\n")
+    assert head_lines.startswith(b"HTTP/1.1 200")
+    assert b"Content-Length: 3000017" in head_lines
+    assert f"ETag: {get.headers['etag']}".encode() in head_lines
+    assert head_body == b"", "HEAD must not send a body"
 
 
 def test_download_flag_makes_an_attachment(ferry):

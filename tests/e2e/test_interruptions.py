@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Ferry, curl, make_random_file, sha256_file
+from conftest import Ferry, curl, make_random_file, sha256_file, wait_for_log
 from test_uploads import wait_for_no_temporary_files, wait_for_temporary_bytes
 
 
@@ -28,11 +28,11 @@ def test_c01_client_that_disconnects_at_40_percent_leaves_nothing(ferry, tmp_pat
     wait_for_no_temporary_files(ferry)
     assert not (ferry.root / "c01.bin").exists()
     assert curl(ferry.url("/api/files/c01.bin")).status == 404
-    aborted = [l for l in ferry.logs().splitlines() if "event=upload_aborted" in l]
-    assert len(aborted) == 1, ferry.logs()
-    received = int(re.search(r"bytes_received=(\d+)", aborted[0]).group(1))
+    aborted = wait_for_log(ferry, "event=upload_aborted")
+    received = int(re.search(r"bytes_received=(\d+)", aborted).group(1))
     assert size * 0.4 <= received < size
-    assert f"declared_bytes={size}" in aborted[0]
+    assert f"declared_bytes={size}" in aborted
+    assert "path=/api/files/c01.bin" in aborted
 
 
 def test_short_body_then_close_is_an_aborted_upload(ferry):

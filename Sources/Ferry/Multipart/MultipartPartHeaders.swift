@@ -55,7 +55,7 @@ public struct MultipartPartHeaders: Sendable {
             case "name" where name == nil:
                 name = String(decoding: param.value, as: UTF8.self)
             case "filename" where plain == nil:
-                plain = String(decoding: param.value, as: UTF8.self)
+                plain = MultipartPartHeaders.unescapeFormName(String(decoding: param.value, as: UTF8.self))
             case "filename*" where !sawExtended:
                 sawExtended = true
                 extended = HeaderGrammar.decodeExtValue(param.value)
@@ -64,6 +64,37 @@ public struct MultipartPartHeaders: Sendable {
             }
         }
         filename = extended ?? plain
+    }
+
+    /// Browsers and curl (following the WHATWG form encoding) write `"`, CR and LF in a quoted name as
+    /// `%22`, `%0D` and `%0A`; any other `%` is literal (`90%hello.txt`), so only these three are undone.
+    static func unescapeFormName(_ name: String) -> String {
+        guard name.contains("%") else { return name }
+        return name.replacingPercentEscape("%22", with: "\"")
+            .replacingPercentEscape("%0D", with: "\r")
+            .replacingPercentEscape("%0A", with: "\n")
+    }
+}
+
+extension String {
+    /// Replaces every occurrence of a `%XX` escape (hex digits in either case) with `replacement`.
+    fileprivate func replacingPercentEscape(_ escape: String, with replacement: String) -> String {
+        let target = Array(escape.uppercased().utf8)
+        let bytes = Array(utf8)
+        var out: [UInt8] = []
+        var index = 0
+        while index < bytes.count {
+            if index + 3 <= bytes.count, bytes[index] == UInt8(ascii: "%"),
+                bytes[index + 1] == target[1], bytes[index + 2] & 0xDF == target[2] & 0xDF
+            {
+                out.append(contentsOf: replacement.utf8)
+                index += 3
+            } else {
+                out.append(bytes[index])
+                index += 1
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 }
 
