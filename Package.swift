@@ -33,7 +33,9 @@ let package = Package(
         ),
         .executableTarget(
             name: "ferry",
-            dependencies: ["Ferry", "HTTPServer"]
+            dependencies: ["Ferry", "HTTPServer"],
+            // The Swift runtime linked in: ~3 MiB less resident memory (shared/DESIGN.md, decision 7).
+            linkerSettings: [.unsafeFlags(["-static-stdlib"], .when(configuration: .release))]
         ),
 
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer"]),

@@ -1,32 +1,26 @@
 internal import CCrypto
 
-/// An incremental SHA-256 digest computed by OpenSSL's libcrypto.
+/// An incremental SHA-256 digest computed by OpenSSL's libcrypto (its SHA-NI code on this hardware).
 ///
 /// Thread-safety: `@unchecked Sendable` so an upload can carry it from the event-loop thread (which
 /// feeds it) to the worker thread (which finalises it); the two never use it at the same time.
 final class SHA256: @unchecked Sendable {
-    private let context: OpaquePointer
+    private var context = SHA256_CTX()
 
     init() {
-        guard let context = EVP_MD_CTX_new(), EVP_DigestInit_ex(context, EVP_sha256(), nil) == 1 else {
-            fatalError("libcrypto cannot initialise SHA-256")
-        }
-        self.context = context
+        CCrypto_sha256_init(&context)
     }
-
-    deinit { EVP_MD_CTX_free(context) }
 
     func update(_ bytes: UnsafeRawBufferPointer) {
         guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
-        EVP_DigestUpdate(context, base, bytes.count)
+        CCrypto_sha256_update(&context, base, bytes.count)
     }
 
     /// The digest as lowercase hex. Call once.
     func finalizeHex() -> String {
-        var digest = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
-        var length: UInt32 = 0
-        EVP_DigestFinal_ex(context, &digest, &length)
-        return Hex.encode(digest.prefix(Int(length)))
+        var digest = [UInt8](repeating: 0, count: Int(SHA256_DIGEST_LENGTH))
+        CCrypto_sha256_final(&digest, &context)
+        return Hex.encode(digest)
     }
 }
 
@@ -42,10 +36,11 @@ enum Hex {
         return String(decoding: out, as: UTF8.self)
     }
 
-    /// `count` bytes from the kernel's random source, as hex.
+    /// `count` random bytes as hex, for names that must not collide (temporary files, multipart
+    /// boundaries). Not for secrets: those will come from libcrypto's RAND_bytes. The system generator
+    /// reads the kernel's getrandom without starting libcrypto's DRBG, which costs ~1 MiB of memory.
     static func random(bytes count: Int) -> String {
-        var buffer = [UInt8](repeating: 0, count: count)
-        guard RAND_bytes(&buffer, Int32(count)) == 1 else { fatalError("libcrypto has no randomness") }
-        return encode(buffer)
+        var generator = SystemRandomNumberGenerator()
+        return encode((0..<count).map { _ in UInt8.random(in: .min ... .max, using: &generator) })
     }
 }

@@ -1,0 +1,627 @@
+#!/usr/bin/env python3
+"""Ferry's upload and download benchmark, against nginx, copyparty and a C sink. See bench/README.md.
+
+Usage (from anywhere; builds Ferry in the repository this file lives in):
+    python3 bench/run.py            # the full run, about 15 to 25 minutes on 2 cores
+    python3 bench/run.py --quick    # 100 MiB only, 3 runs, 4 concurrent uploads: a smoke test
+
+Writes bench/results/latest.md (and the raw samples to latest.json) and prints the Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import datetime
+import getpass
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import string
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+WORK = BENCH / "work"
+RESULTS = BENCH / "results"
+
+MiB = 1 << 20
+GiB = 1 << 30
+MB = 1_000_000  # throughput is reported in MB/s (10^6 bytes per second)
+TRANSFER_TIMEOUT = 900  # seconds; no single curl may take longer
+START_TIMEOUT = 30  # seconds for a server to start listening
+
+
+@dataclass(frozen=True)
+class Plan:
+    sizes: tuple[int, ...]
+    runs: dict[int, int]  # interleaved runs per file size
+    concurrent_uploads: int
+    concurrent_size: int = 256 * MiB
+    concurrent_runs: int = 5
+    sequential_uploads: int = 10
+    sequential_size: int = 200 * MiB
+
+
+FULL = Plan(sizes=(100 * MiB, GiB, 4 * GiB), runs={100 * MiB: 5, GiB: 5, 4 * GiB: 5}, concurrent_uploads=16)
+QUICK = Plan(sizes=(100 * MiB,), runs={100 * MiB: 3}, concurrent_uploads=4, concurrent_runs=3)
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def human_size(size: int) -> str:
+    return f"{size // GiB} GiB" if size % GiB == 0 else f"{size // MiB} MiB"
+
+
+# --- Processes ------------------------------------------------------------------------------------
+
+_libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Runs in each child before exec: the kernel sends it SIGTERM should this script die without cleanup."""
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def run(command: list[str], **options) -> subprocess.CompletedProcess:
+    return subprocess.run(command, check=True, text=True, **options)
+
+
+def free_port() -> int:
+    """A port that is free now; for servers that cannot pick their own (a tiny race we accept)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def memory_mib(pid: int) -> tuple[float, float]:
+    """(peak RSS, current RSS) of a process in MiB, from VmHWM and VmRSS."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmHWM", "VmRSS"):
+            values[key] = int(value.split()[0]) / 1024
+    return values["VmHWM"], values["VmRSS"]
+
+
+# --- The servers ----------------------------------------------------------------------------------
+
+
+class Server:
+    """One server under test, started fresh with an empty data folder under `home`."""
+
+    name = ""
+    durable = False  # answers an upload only once its data is on disk (fsync); otherwise `sync` is timed too
+    serves_downloads = True
+
+    def __init__(self, home: Path):
+        self.home = home
+        self.data = home / "data"
+        self.process: subprocess.Popen | None = None
+        self.port = 0
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def url(self, file_name: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{file_name}"
+
+    def start(self) -> None:
+        shutil.rmtree(self.home, ignore_errors=True)
+        self.data.mkdir(parents=True)
+        self.log_path = self.home / "server.log"
+        with open(self.log_path, "w") as log_file:
+            self.process = subprocess.Popen(
+                self.command(), stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+                preexec_fn=_die_with_parent, env=self.environment(),
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while not self.ready():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited at start:\n{self.log_path.read_text()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} did not start within {START_TIMEOUT} s:\n{self.log_path.read_text()}")
+            time.sleep(0.05)
+
+    def environment(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    def ready(self) -> bool:
+        """Whether the server accepts connections on self.port (which subclasses may learn first)."""
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    def memory_pid(self) -> int:
+        """The process whose memory is reported (nginx: the worker)."""
+        return self.process.pid
+
+    def memory(self) -> tuple[float, float]:
+        return memory_mib(self.memory_pid())
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def remove_data(self) -> None:
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
+class PortFromLog(Server):
+    """A server that binds an ephemeral port and names it in the first line of its log."""
+
+    pattern = re.compile(r"127\.0\.0\.1:(\d+)")
+
+    def ready(self) -> bool:
+        first_line = self.log_path.read_text().partition("\n")[0]
+        match = self.pattern.search(first_line)
+        if match:
+            self.port = int(match.group(1))
+        return bool(match)
+
+
+class Ferry(PortFromLog):
+    name = "Ferry"
+    durable = True
+
+    def __init__(self, home: Path, binary: Path):
+        super().__init__(home)
+        self.binary = binary
+
+    def command(self) -> list[str]:
+        return [str(self.binary), "serve", "--listen", "127.0.0.1:0", "--root", str(self.data)]
+
+    def url(self, file_name: str) -> str:
+        return f"http://127.0.0.1:{self.port}/api/files/{file_name}"
+
+
+class Sink(PortFromLog):
+    name = "sink"
+    durable = True
+    serves_downloads = False
+
+    def __init__(self, home: Path, binary: Path):
+        super().__init__(home)
+        self.binary = binary
+
+    def command(self) -> list[str]:
+        return [str(self.binary), str(self.data)]
+
+
+class Nginx(Server):
+    name = "nginx"
+
+    def command(self) -> list[str]:
+        self.port = free_port()
+        temp = self.home / "temp"  # on the data's filesystem
+        temp.mkdir()
+        template = string.Template((BENCH / "nginx.conf").read_text())
+        config = self.home / "nginx.conf"
+        config.write_text(template.substitute(
+            user=getpass.getuser(), work=self.home, temp=temp, data=self.data, port=self.port))
+        return ["nginx", "-c", str(config), "-p", str(self.home), "-e", str(self.home / "error.log")]
+
+    def ready(self) -> bool:
+        return bool(children(self.process.pid)) and super().ready()
+
+    def memory_pid(self) -> int:
+        (worker,) = children(self.process.pid)
+        return worker
+
+
+class Copyparty(Server):
+    name = "copyparty"
+
+    def command(self) -> list[str]:
+        self.port = free_port()
+        return [
+            sys.executable, "-m", "copyparty", "-i", "127.0.0.1", "-p", str(self.port), "-v", f"{self.data}::rw",
+            "-q", "--http-only", "--no-crt",
+        ]
+
+    def environment(self) -> dict[str, str]:
+        # copyparty keeps its settings and sessions under $XDG_CONFIG_HOME: keep them in the work folder.
+        return {**os.environ, "XDG_CONFIG_HOME": str(self.home / "config")}
+
+
+class Fleet:
+    """Every server started by this script, so that all of them are stopped whatever happens."""
+
+    def __init__(self, ferry_binary: Path, sink_binary: Path):
+        self.ferry_binary = ferry_binary
+        self.sink_binary = sink_binary
+        self.running: list[Server] = []
+
+    def start(self, *kinds: str) -> list[Server]:
+        """Fresh servers with empty data folders, in the order asked."""
+        servers = []
+        for kind in kinds:
+            home = WORK / "servers" / kind
+            server = {
+                "ferry": lambda: Ferry(home, self.ferry_binary),
+                "nginx": lambda: Nginx(home),
+                "copyparty": lambda: Copyparty(home),
+                "sink": lambda: Sink(home, self.sink_binary),
+            }[kind]()
+            self.running.append(server)
+            server.start()
+            servers.append(server)
+        return servers
+
+    def stop(self, servers: list[Server] | None = None) -> None:
+        for server in list(servers if servers is not None else self.running):
+            server.stop()
+            server.remove_data()
+            self.running.remove(server)
+
+
+# --- Transfers ------------------------------------------------------------------------------------
+
+
+def timed_sync() -> float:
+    start = time.perf_counter()
+    os.sync()
+    return time.perf_counter() - start
+
+
+def curl(*arguments: str) -> tuple[int, float, int]:
+    """Runs one curl transfer; returns (HTTP status, curl's time_total, bytes downloaded)."""
+    completed = subprocess.run(
+        ["curl", "-sS", "--max-time", str(TRANSFER_TIMEOUT), "-o", "/dev/null",
+         "-w", "%{http_code} %{time_total} %{size_download}", *arguments],
+        capture_output=True, text=True, timeout=TRANSFER_TIMEOUT + 30,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"curl {' '.join(arguments)} failed: {completed.stderr.strip()}")
+    status, seconds, downloaded = completed.stdout.split()
+    return int(status), float(seconds), int(downloaded)
+
+
+def upload(server: Server, source: Path, file_name: str) -> float:
+    """Uploads `source` and returns the seconds until it is durable (plus `sync` for servers that do not fsync)."""
+    status, seconds, _ = curl("-T", str(source), server.url(file_name))
+    if status not in (200, 201, 204):
+        raise RuntimeError(f"{server.name}: upload of {file_name} answered {status}")
+    if not server.durable:
+        seconds += timed_sync()
+    stored = server.data / file_name
+    if not stored.is_file() or stored.stat().st_size != source.stat().st_size:
+        raise RuntimeError(f"{server.name}: {file_name} is not stored with the size sent")
+    return seconds
+
+
+def download(server: Server, file_name: str, size: int) -> float:
+    status, seconds, received = curl(server.url(file_name))
+    if status != 200 or received != size:
+        raise RuntimeError(f"{server.name}: download of {file_name} answered {status} with {received} bytes")
+    return seconds
+
+
+def make_random_file(path: Path, size: int) -> None:
+    block = 16 * MiB
+    with open(path, "wb") as file:
+        for offset in range(0, size, block):
+            file.write(os.urandom(min(block, size - offset)))
+        os.fsync(file.fileno())
+
+
+# --- Measurements ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Results:
+    plan_name: str
+    # throughput samples in MB/s, [size][server] -> one per run, in run order (so runs can be paired)
+    uploads: dict[int, dict[str, list[float]]] = field(default_factory=dict)
+    downloads: dict[int, dict[str, list[float]]] = field(default_factory=dict)
+    memory: dict[int, dict[str, tuple[float, float]]] = field(default_factory=dict)  # (peak, after) MiB
+    concurrent: dict[str, list[float]] = field(default_factory=dict)
+    concurrent_memory: dict[str, tuple[float, float]] = field(default_factory=dict)
+    sequential_rss: list[float] = field(default_factory=list)  # Ferry's VmRSS after each upload
+
+
+def rotated(servers: list[Server], run_index: int) -> list[Server]:
+    """Round-robin order, starting one server later each run, so that no server always goes first."""
+    shift = run_index % len(servers)
+    return servers[shift:] + servers[:shift]
+
+
+def measure_size(fleet: Fleet, plan: Plan, size: int, source: Path, results: Results) -> None:
+    servers = fleet.start("ferry", "nginx", "copyparty", "sink")
+    uploads = results.uploads.setdefault(size, {server.name: [] for server in servers})
+    downloads = results.downloads.setdefault(size, {server.name: [] for server in servers if server.serves_downloads})
+    runs = plan.runs[size]
+    for run_index in range(runs):
+        line = []
+        for server in rotated(servers, run_index):
+            file_name = f"upload-{run_index}.bin"
+            os.sync()  # no dirty pages of an earlier run may slow this one
+            seconds = upload(server, source, file_name)
+            uploads[server.name].append(size / seconds / MB)
+            line.append(f"{server.name} up {uploads[server.name][-1]:.0f}")
+            if server.serves_downloads:
+                downloads[server.name].append(size / download(server, file_name, size) / MB)
+                line.append(f"down {downloads[server.name][-1]:.0f}")
+            (server.data / file_name).unlink()
+        log(f"{human_size(size)} run {run_index + 1}/{runs} (MB/s): {', '.join(line)}")
+    results.memory[size] = {server.name: server.memory() for server in servers}
+    fleet.stop(servers)
+
+
+def measure_concurrent(fleet: Fleet, plan: Plan, source: Path, results: Results) -> None:
+    servers = fleet.start("ferry", "nginx", "copyparty")
+    count, size = plan.concurrent_uploads, plan.concurrent_size
+    for server in servers:
+        results.concurrent[server.name] = []
+    for run_index in range(plan.concurrent_runs):
+        line = []
+        for server in rotated(servers, run_index):
+            names = [f"concurrent-{run_index}-{number}.bin" for number in range(count)]
+            os.sync()
+            start = time.perf_counter()
+            transfers = [
+                subprocess.Popen(
+                    ["curl", "-sS", "--max-time", str(TRANSFER_TIMEOUT), "-o", "/dev/null", "-w", "%{http_code}",
+                     "-T", str(source), server.url(name)],
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                )
+                for name in names
+            ]
+            outcomes = [transfer.communicate(timeout=TRANSFER_TIMEOUT + 30) for transfer in transfers]
+            if not server.durable:
+                os.sync()
+            seconds = time.perf_counter() - start
+            for name, transfer, (status, error) in zip(names, transfers, outcomes):
+                stored = server.data / name
+                if transfer.returncode != 0 or status not in ("200", "201", "204") or stored.stat().st_size != size:
+                    raise RuntimeError(f"{server.name}: concurrent upload {name} answered {status} {error.strip()}")
+                stored.unlink()
+            results.concurrent[server.name].append(count * size / seconds / MB)
+            line.append(f"{server.name} {results.concurrent[server.name][-1]:.0f}")
+        log(f"{count} x {human_size(size)} concurrent, run {run_index + 1}/{plan.concurrent_runs} (MB/s): "
+            + ", ".join(line))
+    results.concurrent_memory = {server.name: server.memory() for server in servers}
+    fleet.stop(servers)
+
+
+def measure_sequential_rss(fleet: Fleet, plan: Plan, source: Path, results: Results) -> None:
+    (ferry,) = fleet.start("ferry")
+    for number in range(plan.sequential_uploads):
+        file_name = f"sequential-{number}.bin"
+        upload(ferry, source, file_name)
+        (ferry.data / file_name).unlink()
+        results.sequential_rss.append(ferry.memory()[1])
+    log(f"Ferry RSS after each of {plan.sequential_uploads} uploads (MiB): "
+        + ", ".join(f"{rss:.1f}" for rss in results.sequential_rss))
+    fleet.stop([ferry])
+
+
+# --- Report ---------------------------------------------------------------------------------------
+
+
+def spread(samples: list[float]) -> str:
+    return f"{min(samples):.0f} / {statistics.median(samples):.0f} / {max(samples):.0f}"
+
+
+def median_ratio(numerators: list[float], denominators: list[float]) -> str:
+    return f"{statistics.median(a / b for a, b in zip(numerators, denominators)):.2f}"
+
+
+def machine() -> str:
+    memory_kib = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+    cpu = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text())
+    source, fstype, target = run(["df", "--output=source,fstype,target", str(WORK)],
+                                 capture_output=True).stdout.splitlines()[1].split()
+    return (f"{os.cpu_count()} cores ({cpu.group(1) if cpu else platform.machine()}), "
+            f"{memory_kib / 1024 / 1024:.1f} GiB memory, Linux {platform.release()}, "
+            f"{fstype} ({source} on {target})")
+
+
+def versions(ferry_binary: Path) -> str:
+    commit = run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True).stdout.strip()
+    dirty = run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True).stdout.strip()
+    ferry = run([str(ferry_binary), "--version"], capture_output=True).stdout.strip()
+    nginx = run(["nginx", "-v"], capture_output=True).stderr.strip().replace("nginx version: ", "")
+    curl_version = run(["curl", "--version"], capture_output=True).stdout.split()[1]
+    return (f"{ferry} (commit {commit}{' + local changes' if dirty else ''}), {nginx}, "
+            f"copyparty {importlib.metadata.version('copyparty')}, curl {curl_version}")
+
+
+def report(results: Results, plan: Plan, ferry_binary: Path, started: float) -> str:
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    command = " ".join(["python3", "bench/run.py", *sys.argv[1:]])
+    runs = ", ".join(f"{runs} at {human_size(size)}" for size, runs in plan.runs.items())
+    lines = [
+        f"# Ferry benchmark{' (--quick)' if plan is QUICK else ''}",
+        "",
+        f"- Date: {now}; the whole run took {(time.monotonic() - started) / 60:.1f} minutes",
+        f"- Machine: {machine()}",
+        f"- Software: {versions(ferry_binary)}",
+        f"- Reproduce: `{command}` (from the repository's root)",
+        f"- Runs: {runs}; {plan.concurrent_runs} for the concurrent uploads. Each run visits every server in "
+        "turn (round-robin, starting one server later each run); cells are min / median / max over the runs, "
+        "ratios are the median of the per-run ratios.",
+        "- All transfers are `curl` over loopback, MB/s = 10^6 bytes per second.",
+        "",
+        "## Uploads, durable (MB/s)",
+        "",
+        "Time until the data is on disk: Ferry and the sink fsync before answering; nginx and copyparty do not, "
+        "so their time is curl's plus a `sync` run right after the answer.",
+        "",
+        "| size | Ferry | nginx + sync | copyparty + sync | sink | Ferry/nginx | Ferry/sink |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for size, samples in results.uploads.items():
+        lines.append(
+            f"| {human_size(size)} | {spread(samples['Ferry'])} | {spread(samples['nginx'])} | "
+            f"{spread(samples['copyparty'])} | {spread(samples['sink'])} | "
+            f"{median_ratio(samples['Ferry'], samples['nginx'])} | {median_ratio(samples['Ferry'], samples['sink'])} |")
+    lines += [
+        "",
+        "## Downloads (MB/s)",
+        "",
+        "The file just uploaded, read back to /dev/null (so from the page cache).",
+        "",
+        "| size | Ferry | nginx | copyparty | Ferry/nginx |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for size, samples in results.downloads.items():
+        lines.append(
+            f"| {human_size(size)} | {spread(samples['Ferry'])} | {spread(samples['nginx'])} | "
+            f"{spread(samples['copyparty'])} | {median_ratio(samples['Ferry'], samples['nginx'])} |")
+    lines += [
+        "",
+        "## Memory (MiB)",
+        "",
+        "Fresh servers for each size: peak RSS (VmHWM) over that size's uploads and downloads, then RSS (VmRSS) "
+        "after them. nginx: its worker process.",
+        "",
+        "| size | Ferry peak / after | nginx peak / after | copyparty peak / after | sink peak / after |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for size, memory in results.memory.items():
+        cells = " | ".join(f"{memory[name][0]:.1f} / {memory[name][1]:.1f}"
+                           for name in ("Ferry", "nginx", "copyparty", "sink"))
+        lines.append(f"| {human_size(size)} | {cells} |")
+    count, size = plan.concurrent_uploads, human_size(plan.concurrent_size)
+    concurrent, memory = results.concurrent, results.concurrent_memory
+    lines += [
+        "",
+        f"## {count} concurrent {size} uploads",
+        "",
+        f"Aggregate: {count} x {size} over the wall time from the first request to the last answer "
+        "(plus `sync` for nginx and copyparty). Peak RSS over all runs.",
+        "",
+        "| | Ferry | nginx + sync | copyparty + sync | Ferry/nginx |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        f"| aggregate MB/s | {spread(concurrent['Ferry'])} | {spread(concurrent['nginx'])} | "
+        f"{spread(concurrent['copyparty'])} | {median_ratio(concurrent['Ferry'], concurrent['nginx'])} |",
+        f"| peak RSS MiB | {memory['Ferry'][0]:.1f} | {memory['nginx'][0]:.1f} | {memory['copyparty'][0]:.1f} | |",
+    ]
+    rss = results.sequential_rss
+    growth = rss[-1] - rss[0]
+    lines += [
+        "",
+        f"## Ferry's memory over {plan.sequential_uploads} sequential {human_size(plan.sequential_size)} uploads",
+        "",
+        f"RSS after the first: {rss[0]:.1f} MiB; after the last: {rss[-1]:.1f} MiB; "
+        f"difference {growth:+.1f} MiB ({'within' if abs(growth) <= 2 else 'NOT within'} the 2 MiB claim).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# --- Setup ----------------------------------------------------------------------------------------
+
+
+def install_dependencies() -> None:
+    """Debian's nginx and a C compiler, copyparty from PyPI, and Ferry's own build dependencies."""
+    setup = REPO / "scripts" / "setup"
+    if setup.exists():
+        run([str(setup)])
+    missing = [package for package, command in (("nginx-light", "nginx"), ("curl", "curl"), ("gcc", "cc"))
+               if shutil.which(command) is None]
+    if missing:
+        log(f"installing Debian packages: {' '.join(missing)}")
+        environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        run(["apt-get", "update", "-qq"], env=environment)
+        run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], env=environment)
+    if importlib.util.find_spec("copyparty") is None:
+        log("installing copyparty from PyPI")
+        run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "copyparty"])
+
+
+def build_ferry() -> Path:
+    log("building Ferry (release)")
+    flags = ["-c", "release", "--product", "ferry"]
+    run(["swift", "build", *flags], cwd=REPO)
+    bin_path = run(["swift", "build", *flags, "--show-bin-path"], cwd=REPO, capture_output=True).stdout.strip()
+    return Path(bin_path) / "ferry"
+
+
+def build_sink() -> Path:
+    binary = WORK / "sink"
+    run(["cc", "-O2", "-Wall", "-o", str(binary), str(BENCH / "sink.c")])
+    return binary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="100 MiB only, 3 runs, 4 concurrent uploads")
+    plan = QUICK if parser.parse_args().quick else FULL
+    started = time.monotonic()
+    # SIGTERM (and SIGHUP) unwind like Ctrl-C, through the `finally` that stops the servers.
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, lambda received, frame: sys.exit(128 + received))
+
+    install_dependencies()
+    ferry_binary = build_ferry()
+    WORK.mkdir(parents=True, exist_ok=True)
+    sink_binary = build_sink()
+
+    fleet = Fleet(ferry_binary, sink_binary)
+    files = WORK / "files"
+    shutil.rmtree(files, ignore_errors=True)
+    files.mkdir()
+    results = Results(plan_name="quick" if plan is QUICK else "full")
+    try:
+        log("creating the random files")
+        sources = {}
+        for size in {*plan.sizes, plan.concurrent_size, plan.sequential_size}:
+            sources[size] = files / f"random-{human_size(size).replace(' ', '')}.bin"
+            make_random_file(sources[size], size)
+        for size in plan.sizes:
+            measure_size(fleet, plan, size, sources[size], results)
+        measure_concurrent(fleet, plan, sources[plan.concurrent_size], results)
+        measure_sequential_rss(fleet, plan, sources[plan.sequential_size], results)
+    finally:
+        fleet.stop()
+        shutil.rmtree(files, ignore_errors=True)
+
+    markdown = report(results, plan, ferry_binary, started)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.md").write_text(markdown)
+    (RESULTS / "latest.json").write_text(json.dumps(
+        {key: {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
+         for key, value in results.__dict__.items()}, indent=1))
+    print(markdown)
+
+
+if __name__ == "__main__":
+    main()
