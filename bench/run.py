@@ -353,6 +353,7 @@ class Results:
     concurrent: dict[str, list[float]] = field(default_factory=dict)
     concurrent_memory: dict[str, tuple[float, float]] = field(default_factory=dict)
     sequential_rss: list[float] = field(default_factory=list)  # Ferry's VmRSS after each upload
+    load: list[float] = field(default_factory=list)  # 1-minute load average before and after the measurements
 
 
 def rotated(servers: list[Server], run_index: int) -> list[Server]:
@@ -471,7 +472,8 @@ def report(results: Results, plan: Plan, ferry_binary: Path, started: float) -> 
         f"# Ferry benchmark{' (--quick)' if plan is QUICK else ''}",
         "",
         f"- Date: {now}; the whole run took {(time.monotonic() - started) / 60:.1f} minutes",
-        f"- Machine: {machine()}",
+        f"- Machine: {machine()}; load average {results.load[0]:.2f} before the measurements, "
+        f"{results.load[-1]:.2f} after (other work on the machine makes every number noisier)",
         f"- Software: {versions(ferry_binary)}",
         f"- Reproduce: `{command}` (from the repository's root)",
         f"- Runs: {runs}; {plan.concurrent_runs} for the concurrent uploads. Each run visits every server in "
@@ -554,23 +556,25 @@ def install_dependencies() -> None:
     """Debian's nginx and a C compiler, copyparty from PyPI, and Ferry's own build dependencies."""
     setup = REPO / "scripts" / "setup"
     if setup.exists():
-        run([str(setup)])
+        run([str(setup)], stdout=sys.stderr)
     missing = [package for package, command in (("nginx-light", "nginx"), ("curl", "curl"), ("gcc", "cc"))
                if shutil.which(command) is None]
     if missing:
         log(f"installing Debian packages: {' '.join(missing)}")
         environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        run(["apt-get", "update", "-qq"], env=environment)
-        run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], env=environment)
+        run(["apt-get", "update", "-qq"], env=environment, stdout=sys.stderr)
+        run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], env=environment,
+            stdout=sys.stderr)
     if importlib.util.find_spec("copyparty") is None:
         log("installing copyparty from PyPI")
-        run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "copyparty"])
+        run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "copyparty"],
+            stdout=sys.stderr)
 
 
 def build_ferry() -> Path:
     log("building Ferry (release)")
     flags = ["-c", "release", "--product", "ferry"]
-    run(["swift", "build", *flags], cwd=REPO)
+    run(["swift", "build", *flags], cwd=REPO, stdout=sys.stderr)
     bin_path = run(["swift", "build", *flags, "--show-bin-path"], cwd=REPO, capture_output=True).stdout.strip()
     return Path(bin_path) / "ferry"
 
@@ -606,10 +610,12 @@ def main() -> None:
         for size in {*plan.sizes, plan.concurrent_size, plan.sequential_size}:
             sources[size] = files / f"random-{human_size(size).replace(' ', '')}.bin"
             make_random_file(sources[size], size)
+        results.load.append(os.getloadavg()[0])
         for size in plan.sizes:
             measure_size(fleet, plan, size, sources[size], results)
         measure_concurrent(fleet, plan, sources[plan.concurrent_size], results)
         measure_sequential_rss(fleet, plan, sources[plan.sequential_size], results)
+        results.load.append(os.getloadavg()[0])
     finally:
         fleet.stop()
         shutil.rmtree(files, ignore_errors=True)

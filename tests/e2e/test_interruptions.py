@@ -129,3 +129,21 @@ def test_c04_disk_that_fills_mid_stream_gets_507_and_keeps_serving(start_ferry, 
     multi = curl("-F", f"f=@{big}", ferry.url("/api/files/"))
     assert multi.status == 507
     wait_for_no_temporary_files(ferry)
+
+
+def test_a_large_upload_logs_start_progress_and_end(ferry, tmp_path):
+    size = 64 << 20
+    source = tmp_path / "slow.bin"
+    make_random_file(source, size)
+    # 64 MiB at 10 MiB/s: a little over six seconds, so at least one progress line (every 5 s).
+    reply = curl("--limit-rate", "10M", "-T", str(source), ferry.url("/api/files/slow.bin"))
+    assert reply.status == 201
+    log = ferry.logs()
+    request_id = reply.headers["x-request-id"]
+    start = wait_for_log(ferry, "event=upload_start")
+    assert f"id={request_id}" in start and f"declared_bytes={size}" in start
+    progress = wait_for_log(ferry, "event=upload_progress")
+    assert f"id={request_id}" in progress and "rate_mib_s=" in progress
+    assert 0 < int(re.search(r" bytes=(\d+)", progress).group(1)) < size
+    end = wait_for_log(ferry, "event=upload_end")
+    assert f"bytes={size}" in end and "status=201" in end

@@ -1,6 +1,8 @@
 """HTTP-level behaviour: ranges (case C06), limits on heads and connections, malformed requests, the CLI."""
 
 import os
+import re
+from pathlib import Path
 import socket
 import subprocess
 import time
@@ -148,3 +150,12 @@ def test_environment_variables_configure_serve(tmp_path):
         finally:
             process.terminate()
             process.wait(10)
+
+
+def test_readme_configuration_table_matches_serve_help():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table_flags = set(re.findall(r"^\| `(--[a-z-]+)", readme, re.MULTILINE))
+    help_flags = set(re.findall(r"^  (--[a-z-]+) VALUE", subprocess.run([BINARY, "serve", "--help"],
+                                                                           capture_output=True, text=True).stdout,
+                                re.MULTILINE))
+    assert table_flags == help_flags and help_flags
