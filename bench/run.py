@@ -52,6 +52,9 @@ class Plan:
     concurrent_runs: int = 5
     sequential_uploads: int = 10
     sequential_size: int = 200 * MiB
+    # Should the planned runs at the largest size not fit in the budget, that size gets `fewest_runs`.
+    budget_seconds: float = 25 * 60
+    fewest_runs: int = 3
 
 
 FULL = Plan(sizes=(100 * MiB, GiB, 4 * GiB), runs={100 * MiB: 5, GiB: 5, 4 * GiB: 5}, concurrent_uploads=16)
@@ -68,7 +71,7 @@ def human_size(size: int) -> str:
 
 # --- Processes ------------------------------------------------------------------------------------
 
-_libc = ctypes.CDLL(None, use_errno=True)
+_libc = ctypes.CDLL(None)
 PR_SET_PDEATHSIG = 1
 
 
@@ -89,6 +92,7 @@ def free_port() -> int:
 
 
 def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid`."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -272,12 +276,12 @@ class Fleet:
         servers = []
         for kind in kinds:
             home = WORK / "servers" / kind
-            server = {
-                "ferry": lambda: Ferry(home, self.ferry_binary),
-                "nginx": lambda: Nginx(home),
-                "copyparty": lambda: Copyparty(home),
-                "sink": lambda: Sink(home, self.sink_binary),
-            }[kind]()
+            match kind:
+                case "ferry": server = Ferry(home, self.ferry_binary)
+                case "nginx": server = Nginx(home)
+                case "copyparty": server = Copyparty(home)
+                case "sink": server = Sink(home, self.sink_binary)
+                case _: raise ValueError(f"unknown server {kind}")
             self.running.append(server)
             server.start()
             servers.append(server)
@@ -343,9 +347,16 @@ def make_random_file(path: Path, size: int) -> None:
 # --- Measurements ---------------------------------------------------------------------------------
 
 
+SIZE_SERVERS = ("ferry", "nginx", "copyparty", "sink")
+CONCURRENT_SERVERS = ("ferry", "nginx", "copyparty")
+
+
 @dataclass
 class Results:
     plan_name: str
+    runs: dict[int, int] = field(default_factory=dict)  # runs made at each file size
+    seconds: dict[int, float] = field(default_factory=dict)  # how long each file size's runs took
+    notes: list[str] = field(default_factory=list)
     # throughput samples in MB/s, [size][server] -> one per run, in run order (so runs can be paired)
     uploads: dict[int, dict[str, list[float]]] = field(default_factory=dict)
     downloads: dict[int, dict[str, list[float]]] = field(default_factory=dict)
@@ -362,11 +373,32 @@ def rotated(servers: list[Server], run_index: int) -> list[Server]:
     return servers[shift:] + servers[:shift]
 
 
-def measure_size(fleet: Fleet, plan: Plan, size: int, source: Path, results: Results) -> None:
-    servers = fleet.start("ferry", "nginx", "copyparty", "sink")
+def affordable_runs(plan: Plan, size: int, results: Results, started: float) -> int:
+    """The planned runs at `size`; for the largest size, `plan.fewest_runs` if the rest of the benchmark
+    would otherwise overrun the budget, as projected from the time per byte of the size measured before."""
+    planned = plan.runs[size]
+    if size != max(plan.sizes) or not results.seconds:
+        return planned
+    previous = max(results.seconds)
+    seconds_per_byte = results.seconds[previous] / (results.runs[previous] * len(SIZE_SERVERS) * previous)
+    bytes_left = (planned * len(SIZE_SERVERS) * size
+                  + plan.concurrent_runs * len(CONCURRENT_SERVERS) * plan.concurrent_uploads * plan.concurrent_size
+                  + plan.sequential_uploads * plan.sequential_size)
+    projected = time.monotonic() - started + bytes_left * seconds_per_byte
+    if projected <= plan.budget_seconds or planned <= plan.fewest_runs:
+        return planned
+    results.notes.append(
+        f"{plan.fewest_runs} runs at {human_size(size)} instead of {planned}: with {planned}, the whole benchmark "
+        f"would have taken about {projected / 60:.0f} minutes, past its {plan.budget_seconds / 60:.0f}-minute budget.")
+    log(results.notes[-1])
+    return plan.fewest_runs
+
+
+def measure_size(fleet: Fleet, size: int, runs: int, source: Path, results: Results) -> None:
+    start = time.monotonic()
+    servers = fleet.start(*SIZE_SERVERS)
     uploads = results.uploads.setdefault(size, {server.name: [] for server in servers})
     downloads = results.downloads.setdefault(size, {server.name: [] for server in servers if server.serves_downloads})
-    runs = plan.runs[size]
     for run_index in range(runs):
         line = []
         for server in rotated(servers, run_index):
@@ -382,10 +414,12 @@ def measure_size(fleet: Fleet, plan: Plan, size: int, source: Path, results: Res
         log(f"{human_size(size)} run {run_index + 1}/{runs} (MB/s): {', '.join(line)}")
     results.memory[size] = {server.name: server.memory() for server in servers}
     fleet.stop(servers)
+    results.runs[size] = runs
+    results.seconds[size] = time.monotonic() - start
 
 
 def measure_concurrent(fleet: Fleet, plan: Plan, source: Path, results: Results) -> None:
-    servers = fleet.start("ferry", "nginx", "copyparty")
+    servers = fleet.start(*CONCURRENT_SERVERS)
     count, size = plan.concurrent_uploads, plan.concurrent_size
     for server in servers:
         results.concurrent[server.name] = []
@@ -467,7 +501,7 @@ def versions(ferry_binary: Path) -> str:
 def report(results: Results, plan: Plan, ferry_binary: Path, started: float) -> str:
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     command = " ".join(["python3", "bench/run.py", *sys.argv[1:]])
-    runs = ", ".join(f"{runs} at {human_size(size)}" for size, runs in plan.runs.items())
+    runs = ", ".join(f"{runs} at {human_size(size)}" for size, runs in results.runs.items())
     lines = [
         f"# Ferry benchmark{' (--quick)' if plan is QUICK else ''}",
         "",
@@ -480,6 +514,7 @@ def report(results: Results, plan: Plan, ferry_binary: Path, started: float) -> 
         "turn (round-robin, starting one server later each run); cells are min / median / max over the runs, "
         "ratios are the median of the per-run ratios.",
         "- All transfers are `curl` over loopback, MB/s = 10^6 bytes per second.",
+        *(f"- Note: {note}" for note in results.notes),
         "",
         "## Uploads, durable (MB/s)",
         "",
@@ -612,7 +647,7 @@ def main() -> None:
             make_random_file(sources[size], size)
         results.load.append(os.getloadavg()[0])
         for size in plan.sizes:
-            measure_size(fleet, plan, size, sources[size], results)
+            measure_size(fleet, size, affordable_runs(plan, size, results, started), sources[size], results)
         measure_concurrent(fleet, plan, sources[plan.concurrent_size], results)
         measure_sequential_rss(fleet, plan, sources[plan.sequential_size], results)
         results.load.append(os.getloadavg()[0])

@@ -43,14 +43,19 @@ def test_short_body_then_close_is_an_aborted_upload(ferry):
     assert not (ferry.root / "short.bin").exists()
 
 
-def test_sigterm_during_an_upload_removes_its_temporary_file(start_ferry, tmp_path):
-    ferry = start_ferry()
+def start_slow_upload(ferry, tmp_path, name):
+    """Starts a 1 GiB upload at 50 MB/s and returns the curl process once 8 MiB have arrived."""
     big = tmp_path / "big"
     subprocess.run(["truncate", "-s", str(1 << 30), str(big)], check=True)
-    client = subprocess.Popen(["curl", "-sS", "--limit-rate", "50M", "-T", str(big),
-                               ferry.url("/api/files/cut.bin")],
+    client = subprocess.Popen(["curl", "-sS", "--limit-rate", "50M", "-T", str(big), ferry.url(f"/api/files/{name}")],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for_temporary_bytes(ferry, 8 << 20)
+    return client
+
+
+def test_sigterm_during_an_upload_removes_its_temporary_file(start_ferry, tmp_path):
+    ferry = start_ferry()
+    client = start_slow_upload(ferry, tmp_path, "cut.bin")
     assert ferry.stop(signal.SIGTERM) == 0
     client.kill()
     client.wait()
@@ -61,12 +66,7 @@ def test_sigterm_during_an_upload_removes_its_temporary_file(start_ferry, tmp_pa
 
 def test_temporary_files_left_by_a_crash_are_swept_at_start(start_ferry, tmp_path):
     ferry = start_ferry()
-    big = tmp_path / "big"
-    subprocess.run(["truncate", "-s", str(1 << 30), str(big)], check=True)
-    client = subprocess.Popen(["curl", "-sS", "--limit-rate", "50M", "-T", str(big),
-                               ferry.url("/api/files/crash.bin")],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_temporary_bytes(ferry, 8 << 20)
+    client = start_slow_upload(ferry, tmp_path, "crash.bin")
     ferry.stop(signal.SIGKILL)
     client.kill()
     client.wait()
