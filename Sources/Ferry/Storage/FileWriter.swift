@@ -5,7 +5,7 @@ import Glibc
 #endif
 
 /// One file being written to a temporary file as its bytes arrive: each block is written straight
-/// through and hashed (SHA-256) on the way, so no second pass over the data is needed.
+/// through, and hashed (SHA-256) right behind the writer by a `TrailingHasher` on another thread.
 ///
 /// Threading: `write` runs on the event-loop thread; `commit` (fsync + rename) on a worker thread;
 /// never both at once. `@unchecked Sendable` for that hand-over.
@@ -13,13 +13,19 @@ final class FileWriter: @unchecked Sendable {
     let storage: Storage
     private var descriptor: Int32
     let temporaryPath: String
-    private let digest = SHA256()
+    private let hasher: TrailingHasher
     private(set) var size: UInt64 = 0
 
     /// Creates the temporary file; with a declared length, checks and reserves the space first (507).
     init(storage: Storage, declaredLength: UInt64?) throws(HTTPError) {
         self.storage = storage
         (descriptor, temporaryPath) = try storage.createTemporaryFile()
+        guard let hasher = TrailingHasher(path: temporaryPath) else {
+            close(descriptor)
+            unlink(temporaryPath)
+            throw HTTPError(500, code: "io_error", "The server cannot read back its temporary file.")
+        }
+        self.hasher = hasher
         if let declaredLength {
             do {
                 try storage.reserve(declaredLength, descriptor: descriptor)
@@ -47,8 +53,8 @@ final class FileWriter: @unchecked Sendable {
             remaining -= written
             base += written
         }
-        digest.update(block)
         size += UInt64(block.count)
+        hasher.advance(to: size)
     }
 
     /// What a stored file looks like to the client.
@@ -76,13 +82,16 @@ final class FileWriter: @unchecked Sendable {
             if error.isNoSpace { throw HTTPError.insufficientStorage() }
             throw HTTPError(500, code: "io_error", "The server could not store the upload: \(error).")
         }
+        guard let sha256 = hasher.finish(size: size) else {
+            throw HTTPError(500, code: "io_error", "The server could not read back the upload to hash it.")
+        }
         var info = stat()
         fstat(descriptor, &info)
         let finalPath = try storage.publish(temporaryPath, at: path, policy: policy)
         close(descriptor)
         descriptor = -1
         return Stored(
-            path: finalPath, size: size, sha256: digest.finalizeHex(), modified: FileStatus(info).modifiedISO8601)
+            path: finalPath, size: size, sha256: sha256, modified: FileStatus(info).modifiedISO8601)
     }
 
     /// Closes and removes the temporary file, if still there. Idempotent.
