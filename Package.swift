@@ -18,6 +18,11 @@ let package = Package(
             pkgConfig: "libcrypto",
             providers: [.apt(["libssl-dev"])]
         ),
+        .systemLibrary(
+            name: "CSQLite",
+            pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]
+        ),
         // Linux calls that Glibc's Swift module does not export (GNU extensions).
         .systemLibrary(name: "CLinux"),
 
@@ -26,10 +31,15 @@ let package = Package(
             name: "HTTPServer",
             dependencies: ["CMicroHTTPD"]
         ),
-        // Ferry's features: files API, storage, multipart uploads.
+        // SQLite behind a small wrapper: transactions, migrations. Knows nothing of HTTP.
+        .target(
+            name: "MetadataStore",
+            dependencies: ["CSQLite"]
+        ),
+        // Ferry's features: files API, storage, multipart uploads, tus uploads.
         .target(
             name: "Ferry",
-            dependencies: ["HTTPServer", "CCrypto", "CLinux"]
+            dependencies: ["HTTPServer", "MetadataStore", "CCrypto", "CLinux"]
         ),
         .executableTarget(
             name: "ferry",
@@ -39,6 +49,7 @@ let package = Package(
         ),
 
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer"]),
+        .testTarget(name: "MetadataStoreTests", dependencies: ["MetadataStore"]),
         .testTarget(name: "FerryTests", dependencies: ["Ferry", "HTTPServer"]),
     ]
 )

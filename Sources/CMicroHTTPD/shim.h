@@ -30,6 +30,13 @@ static inline const struct sockaddr *CMicroHTTPD_client_address(struct MHD_Conne
     return info == NULL ? NULL : info->client_addr;
 }
 
+/// The socket of a connection, or -1.
+static inline int CMicroHTTPD_socket(struct MHD_Connection *connection) {
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return info == NULL ? -1 : info->connect_fd;
+}
+
 /// Option items: MHD_OptionItem's `value` is an intptr_t and `ptr_value` a pointer.
 static inline struct MHD_OptionItem CMicroHTTPD_option(enum MHD_OPTION option, intptr_t value, void *pointer) {
     struct MHD_OptionItem item = { option, value, pointer };

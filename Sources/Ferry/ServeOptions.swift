@@ -28,6 +28,12 @@ public struct ServeOptions: Sendable, Equatable {
                 help: "Open connections allowed from one client address."),
         Setting(flag: "--threads", variable: "FERRY_THREADS", defaultValue: "number of cores",
                 help: "Event-loop threads."),
+        Setting(flag: "--max-upload-size", variable: "FERRY_MAX_UPLOAD_SIZE", defaultValue: "unlimited",
+                help: "Largest resumable (tus) upload, advertised as Tus-Max-Size; larger ones get 413 at creation."),
+        Setting(flag: "--cors-origins", variable: "FERRY_CORS_ORIGINS", defaultValue: "none",
+                help: "Comma-separated origins allowed to call the API from a browser (CORS), or *."),
+        Setting(flag: "--upload-expiry", variable: "FERRY_UPLOAD_EXPIRY", defaultValue: "86400",
+                help: "Seconds an unfinished resumable upload may stay idle before it is removed."),
     ]
 
     public var root = "./data"
@@ -37,6 +43,9 @@ public struct ServeOptions: Sendable, Equatable {
     public var idleTimeout: UInt32 = 60
     public var connectionsPerClient: UInt32 = 64
     public var threads = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    public var maximumUploadSize: UInt64? = nil
+    public var uploadExpiry = 86_400
+    public var corsOrigins: [String] = []
 
     public struct Invalid: Error, CustomStringConvertible, Equatable {
         public let description: String
@@ -91,6 +100,21 @@ public struct ServeOptions: Sendable, Equatable {
                 throw Invalid(description: "--max-connections-per-client must be a positive number, got '\(text)'")
             }
             connectionsPerClient = count
+        }
+        if let text = values["--max-upload-size"] {
+            guard let bytes = ServeOptions.parseSize(text), bytes > 0 else {
+                throw Invalid(description: "--max-upload-size must be a size in bytes such as 50GiB, got '\(text)'")
+            }
+            maximumUploadSize = bytes
+        }
+        if let text = values["--upload-expiry"] {
+            guard let seconds = Int(text), seconds > 0 else {
+                throw Invalid(description: "--upload-expiry must be a positive number of seconds, got '\(text)'")
+            }
+            uploadExpiry = seconds
+        }
+        if let text = values["--cors-origins"] {
+            corsOrigins = text.split(separator: ",").map { String($0).trimmingASCIIWhitespace() }.filter { !$0.isEmpty }
         }
         if let text = values["--threads"] {
             guard let count = Int(text), (1...256).contains(count) else {

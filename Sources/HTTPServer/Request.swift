@@ -12,11 +12,14 @@ public struct Request: Sendable {
     public let headers: HTTPHeaders
     /// The peer's address, e.g. `127.0.0.1` or `::1`.
     public let clientAddress: String
+    /// Cuts this request's connection from another thread.
+    public let connection: ConnectionControl
 
     public init(
         id: String, method: String, path: String, query: [String: String], headers: HTTPHeaders,
-        clientAddress: String
+        clientAddress: String, connection: ConnectionControl = .detached()
     ) {
+        self.connection = connection
         self.id = id
         self.method = method
         self.path = path

@@ -91,7 +91,8 @@ extension Server {
             path: url.map { String(cString: $0) } ?? "/",
             query: collected.query,
             headers: HTTPHeaders(collected.headers),
-            clientAddress: clientAddress(of: connection))
+            clientAddress: clientAddress(of: connection),
+            connection: ConnectionControl(socket: CMicroHTTPD_socket(connection)))
     }
 
     private static func clientAddress(of connection: OpaquePointer) -> String {
@@ -302,6 +303,7 @@ extension ServerCore {
 
     /// The request is over, answered or not. Aborts an unfinished body and writes the request log line.
     func complete(_ context: RequestContext, termination: MHD_RequestTerminationCode) {
+        context.request.connection.invalidate()
         let outcome: String
         switch termination {
         case .REQUEST_TERMINATED_COMPLETED_OK: outcome = "ok"

@@ -1,9 +1,17 @@
 import Ferry
 import HTTPServer
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// Log lines held back while starting.
+final class LineBuffer: Sendable {
+    private let buffer = Mutex<[String]>([])
+    func append(_ line: String) { buffer.withLock { $0.append(line) } }
+    var lines: [String] { buffer.withLock { $0 } }
+}
 
 let usage = """
     Ferry: a self-hosted file server for big files.
@@ -53,6 +61,9 @@ func serve(_ arguments: [String]) -> Never {
         fail(error.description)
     }
     let logger = Logger(label: "ferry")
+    // Lines logged while starting (recovered uploads, say) follow the 'listening' line, which comes first.
+    let startupLines = LineBuffer()
+    let startupLogger = Logger(label: "ferry") { line in startupLines.append(line) }
 
     // Signals are taken by sigwait on this thread: block them before any other thread starts.
     var signals = sigset_t()
@@ -68,8 +79,13 @@ func serve(_ arguments: [String]) -> Never {
     } catch {
         fail(error.description, code: 1)
     }
-    let server = Server(
-        configuration: options.serverConfiguration, responder: FilesAPI(storage: storage, logger: logger), logger: logger)
+    let app: FerryApp
+    do {
+        app = try FerryApp(storage: storage, options: options, logger: logger, startupLogger: startupLogger)
+    } catch {
+        fail("cannot open the upload store in \(storage.root)/.ferry: \(error)", code: 1)
+    }
+    let server = Server(configuration: options.serverConfiguration, responder: app, logger: logger)
     do {
         try server.start()
     } catch {
@@ -83,6 +99,7 @@ func serve(_ arguments: [String]) -> Never {
             "root": .string(storage.root), "version": .string(Ferry.version),
             "max_request_body": options.maximumRequestBody.map { .uint($0) } ?? "unlimited",
         ])
+    for line in startupLines.lines { Logger.standardError(line) }
     if storage.sweptTemporaryFiles > 0 {
         logger.info("swept_temporary_files", ["count": .of(storage.sweptTemporaryFiles)])
     }

@@ -66,7 +66,7 @@ final class MultipartUpload: BodyConsumer, @unchecked Sendable {
         if completed.contains(where: { $0.path == path }) && policy != .rename {
             throw HTTPError(409, code: "duplicate_name", "'\(path)' appears twice in this upload; rename one of them.")
         }
-        try api.checkUploadTarget(path, policy: policy)
+        try api.storage.checkUploadTarget(path, policy: policy)
         current = (try FileWriter(storage: api.storage, declaredLength: nil), path)
     }
 

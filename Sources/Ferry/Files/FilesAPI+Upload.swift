@@ -4,21 +4,13 @@ extension FilesAPI {
     /// `PUT /api/files/{path}`: the raw body, streamed to a temporary file, then published.
     func put(_ request: Request, target: RelativePath) throws(HTTPError) -> Reply {
         let policy = try CollisionPolicy.from(query: request.query)
-        try checkUploadTarget(target, policy: policy)
+        try storage.checkUploadTarget(target, policy: policy)
         let writer = try FileWriter(storage: storage, declaredLength: request.contentLength)
         let upload = PutUpload(writer: writer, target: target, policy: policy)
         if !request.hasBody {
             return .work { upload.finish() }
         }
         return .consume(upload)
-    }
-
-    /// Refuses early (before any body byte) what the collision policy would refuse at the end.
-    func checkUploadTarget(_ target: RelativePath, policy: CollisionPolicy) throws(HTTPError) {
-        try storage.checkParent(of: target)
-        guard let existing = try storage.status(of: target) else { return }
-        if existing.isDirectory { throw Storage.folderInTheWay(target) }
-        if policy == .refuse { throw Storage.exists(target) }
     }
 }
 

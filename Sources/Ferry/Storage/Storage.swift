@@ -108,6 +108,14 @@ public final class Storage: Sendable {
         }
     }
 
+    /// Refuses early (before any body byte) what the collision policy would refuse when the upload ends.
+    public func checkUploadTarget(_ target: RelativePath, policy: CollisionPolicy) throws(HTTPError) {
+        try checkParent(of: target)
+        guard let existing = try status(of: target) else { return }
+        if existing.isDirectory { throw Storage.folderInTheWay(target) }
+        if policy == .refuse { throw Storage.exists(target) }
+    }
+
     /// Creates the folders leading to `path` as needed (each checked to stay inside the root), fsyncing
     /// each new folder's parent. Blocking: call from a worker thread.
     public func createParents(of path: RelativePath) throws(HTTPError) {

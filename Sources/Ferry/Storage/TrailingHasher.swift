@@ -17,7 +17,7 @@ import Glibc
 /// private serial queue; `finish(size:)` may be called from any thread once writing is over.
 final class TrailingHasher: @unchecked Sendable {
     private let descriptor: Int32
-    private let digest = SHA256()
+    private let digest: SHA256
     private let queue: DispatchQueue
     /// Bytes the writer has written so far.
     private let written = Atomic<UInt64>(0)
@@ -29,10 +29,14 @@ final class TrailingHasher: @unchecked Sendable {
     private static let blockSize = 64 * 1024
     private static let pool = DispatchQueue(label: "ferry.hashing", attributes: .concurrent)
 
-    /// Opens `path` (the file being written) for reading; nil if it cannot.
-    init?(path: String) {
+    /// Opens `path` (the file being written) for reading; nil if it cannot. A resumed upload passes the
+    /// digest of its first `offset` bytes.
+    init?(path: String, offset: UInt64 = 0, digest: SHA256 = SHA256()) {
         descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else { return nil }
+        self.digest = digest
+        hashed = offset
+        written.store(offset, ordering: .relaxed)
         queue = DispatchQueue(label: "ferry.hash", target: TrailingHasher.pool)
     }
 
@@ -71,6 +75,15 @@ final class TrailingHasher: @unchecked Sendable {
             }
             digest.update(UnsafeRawBufferPointer(rebasing: buffer[0..<got]))
             hashed += UInt64(got)
+        }
+    }
+
+    /// Waits until the first `size` bytes are hashed and returns the running state (to resume later);
+    /// nil if the file could not be read back.
+    func checkpoint(size: UInt64) -> [UInt8]? {
+        queue.sync {
+            hash(upTo: size)
+            return failed || hashed != size ? nil : digest.state
         }
     }
 

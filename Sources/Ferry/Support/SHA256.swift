@@ -11,6 +11,17 @@ final class SHA256: @unchecked Sendable {
         CCrypto_sha256_init(&context)
     }
 
+    /// Resumes from a saved `state`; nil if the bytes are not a state of this build's libcrypto.
+    init?(state: [UInt8]) {
+        guard state.count == MemoryLayout<SHA256_CTX>.size else { return nil }
+        withUnsafeMutableBytes(of: &context) { $0.copyBytes(from: state) }
+    }
+
+    /// The running state, to be saved and resumed (a resumable upload's digest survives restarts).
+    var state: [UInt8] {
+        withUnsafeBytes(of: context) { Array($0) }
+    }
+
     func update(_ bytes: UnsafeRawBufferPointer) {
         guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
         CCrypto_sha256_update(&context, base, bytes.count)

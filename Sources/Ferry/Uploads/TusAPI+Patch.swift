@@ -1,0 +1,185 @@
+import Dispatch
+import HTTPServer
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension TusAPI {
+    /// `PATCH`: appends the body at `Upload-Offset`.
+    func patch(_ request: Request, upload: Upload) throws(HTTPError) -> Reply {
+        guard request.headers["Content-Type"] == TusProtocol.contentType else {
+            throw HTTPError(
+                415, code: "unsupported_media_type", "PATCH needs Content-Type: \(TusProtocol.contentType).")
+        }
+        guard let offset = try TusProtocol.parseSize(request.headers["Upload-Offset"], header: "Upload-Offset") else {
+            throw HTTPError.badRequest("missing_upload_offset", "PATCH needs Upload-Offset: the offset from HEAD.")
+        }
+        let progress = upload.snapshot
+        if case .complete(let path) = progress.phase, offset == progress.offset, !request.hasBody {
+            var response = Response(status: 204)
+            response.headers.add("Upload-Offset", String(progress.offset))
+            response.headers.add("Ferry-File", FilesAPI.url(of: path))
+            return .respond(response)
+        }
+        guard offset == progress.offset else {
+            var error = HTTPError(
+                409, code: "offset_mismatch",
+                "The upload is at offset \(progress.offset), not \(offset); ask HEAD for the offset and continue from there.",
+                details: [("offset", .uint(progress.offset))])
+            error.headers.add("Upload-Offset", String(progress.offset))
+            throw error
+        }
+        return .consume(try PatchUpload(store: store, upload: upload, request: request, creation: nil))
+    }
+}
+
+/// A PATCH (or creation-with-upload) body on its way into an upload's data file.
+///
+/// The bytes are written at the upload's offset and hashed right behind (`TrailingHasher`). When the
+/// body ends, or the connection breaks, the file is fsynced and the new offset and digest state are
+/// recorded: bytes that arrived are kept either way. Only then is the upload's writer slot released.
+final class PatchUpload: BodyConsumer, @unchecked Sendable {
+    // Sendable: consume/abort run on the event thread, finish on a worker, one after the other.
+    private let store: UploadStore
+    private let upload: Upload
+    private let start: UInt64
+    /// The length once known (declared at creation, or by this PATCH for a deferred upload).
+    private let length: UInt64?
+    /// Set for a creation-with-upload: the Location to answer with; the upload is not yet recorded.
+    private let creation: String?
+    private let descriptor: Int32
+    private let hasher: TrailingHasher
+    private let connection: ConnectionControl
+    private var written: UInt64 = 0
+    private var failure: HTTPError?
+
+    init(store: UploadStore, upload: Upload, request: Request, creation: String?) throws(HTTPError) {
+        self.store = store
+        self.upload = upload
+        self.creation = creation
+        connection = request.connection
+        let progress = upload.snapshot
+        start = progress.offset
+        var length = progress.length
+        if let declared = try TusProtocol.parseSize(request.headers["Upload-Length"], header: "Upload-Length"),
+            creation == nil
+        {
+            if let known = length, known != declared {
+                throw HTTPError.badRequest("bad_upload_length", "The upload's length is already \(known) bytes.")
+            }
+            guard declared >= start else {
+                throw HTTPError.badRequest("bad_upload_length", "Upload-Length is smaller than the bytes already sent.")
+            }
+            if let maximum = store.maximumSize, declared > maximum {
+                throw HTTPError(413, code: "upload_too_large", "The server accepts at most \(maximum) bytes per upload.")
+            }
+            length = declared
+        }
+        self.length = length
+        if let length, let declared = request.contentLength, declared > length - start {
+            throw TusAPI.tooLong(length: length, offset: start)
+        }
+        let path = store.dataPath(upload.id)
+        guard let digest = SHA256(state: progress.hashState),
+            let hasher = TrailingHasher(path: path, offset: start, digest: digest)
+        else {
+            throw HTTPError(500, code: "io_error", "The server cannot read this upload's data back.")
+        }
+        self.hasher = hasher
+        descriptor = open(path, O_WRONLY | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            throw HTTPError(500, code: "io_error", "The server cannot open this upload's data: \(SystemError("open", path)).")
+        }
+        // One writer at a time. A second request while the first still runs: the first is cut (it keeps
+        // what it wrote) and this one is refused with 423, to be retried once the first has let go.
+        let taken: ConnectionControl? = upload.progress.withLock { progress in
+            if let current = progress.writer { return current }
+            progress.writer = request.connection
+            return nil
+        }
+        if let taken {
+            close(descriptor)
+            taken.cut()
+            throw TusAPI.locked
+        }
+    }
+
+    func consume(_ block: UnsafeRawBufferPointer) throws {
+        if let length, written + UInt64(block.count) > length - start {
+            throw TusAPI.tooLong(length: length, offset: start + written)
+        }
+        guard var base = block.baseAddress else { return }
+        var remaining = block.count
+        var position = off_t(start + written)
+        while remaining > 0 {
+            let count = pwrite(descriptor, base, remaining, position)
+            if count < 0 {
+                if errno == EINTR { continue }
+                let error = SystemError("write", store.dataPath(upload.id))
+                throw error.isNoSpace
+                    ? HTTPError.insufficientStorage()
+                    : HTTPError(500, code: "io_error", "The server could not store the bytes: \(error).")
+            }
+            remaining -= count
+            base += count
+            position += off_t(count)
+            written += UInt64(count)
+            hasher.advance(to: start + written)
+        }
+    }
+
+    /// fsyncs what arrived and records the new offset. Returns the error to answer with, if any.
+    private func persist() -> HTTPError? {
+        defer {
+            close(descriptor)
+            upload.progress.withLock { $0.writer = nil }
+        }
+        let offset = start + written
+        guard fsync(descriptor) == 0 else {
+            return HTTPError(500, code: "io_error", "The server could not make the bytes durable: \(SystemError("fsync", "")).")
+        }
+        guard let state = hasher.checkpoint(size: offset) else {
+            return HTTPError(500, code: "io_error", "The server could not read the upload back to hash it.")
+        }
+        do throws(HTTPError) {
+            if creation != nil { try store.persist(upload) }
+            try store.saveProgress(upload, offset: offset, hashState: state, length: length)
+        } catch {
+            return error
+        }
+        return nil
+    }
+
+    func finish() -> Response {
+        if let error = persist() { return Response(error: error) }
+        let progress = upload.snapshot
+        var response = Response(status: creation == nil ? 204 : 201)
+        if let creation { response.headers.add("Location", creation) }
+        response.headers.add("Upload-Offset", String(progress.offset))
+        if let length = progress.length, progress.offset == length {
+            do {
+                let path = try store.complete(upload)
+                response.headers.add("Ferry-File", FilesAPI.url(of: path))
+            } catch {
+                var failed = Response(error: error)
+                failed.headers.add("Upload-Offset", String(progress.offset))
+                return failed
+            }
+        } else {
+            response.headers.add("Upload-Expires", store.expires(upload))
+        }
+        return response
+    }
+
+    /// The connection broke (or the body was refused): keep and record what arrived, off the event thread.
+    func abort(reason: AbortReason) {
+        DispatchQueue.global().async {
+            if let error = self.persist() {
+                self.store.logger.error(
+                    "upload_persist_failed", ["upload": .string(self.upload.id), "error": .string(error.message)])
+            }
+        }
+    }
+}
+

@@ -1,0 +1,288 @@
+"""The tus 1.0.0 server at /api/uploads/: the status matrix, metadata, completion, interruptions."""
+
+import hashlib
+import json
+import os
+import re
+import socket
+import threading
+import time
+
+import pytest
+
+from conftest import curl, make_random_file, sha256_file, wait_for_log
+from tus_client import Tus, metadata
+
+
+@pytest.fixture
+def tus(ferry):
+    return Tus(ferry.port)
+
+
+def created_url(tus, status, headers):
+    assert status == 201, headers
+    assert not headers["location"].startswith("http"), "Location must be relative to stay right behind proxies"
+    return tus.url_of(headers["location"])
+
+
+def test_options_advertises_version_extensions_and_limits(start_ferry):
+    ferry = start_ferry("--max-request-body", "95MiB", "--max-upload-size", "10GiB")
+    status, headers, _ = Tus(ferry.port).request("OPTIONS", "/api/uploads/", tus=False)
+    assert status == 204
+    assert headers["tus-version"] == "1.0.0"
+    assert headers["tus-resumable"] == "1.0.0"
+    extensions = headers["tus-extension"].split(",")
+    for name in ["creation", "creation-with-upload", "creation-defer-length", "termination", "expiration"]:
+        assert name in extensions
+    assert headers["tus-max-size"] == str(10 << 30)
+    assert headers["ferry-max-request-body"] == str(95 << 20)
+    config = curl(ferry.url("/api/config")).json()
+    assert config["maxRequestBody"] == 95 << 20
+    assert config["tus"]["maxSize"] == 10 << 30
+    assert config["tus"]["endpoint"] == "/api/uploads/"
+
+
+def test_create_patch_head_and_complete(ferry, tus, tmp_path):
+    data = os.urandom(300_000)
+    status, headers, _ = tus.create(len(data), metadata(filename="report.pdf", folder="docs/2026"))
+    url = created_url(tus, status, headers)
+    assert headers["upload-offset"] == "0"
+    assert "upload-expires" in headers
+    status, headers, _ = tus.head(url)
+    assert status == 200
+    assert headers["upload-offset"] == "0" and headers["upload-length"] == str(len(data))
+    assert headers["cache-control"] == "no-store"
+    assert headers["upload-metadata"] == metadata(filename="report.pdf", folder="docs/2026")
+    status, headers, _ = tus.patch(url, 0, data[:100_000])
+    assert status == 204 and headers["upload-offset"] == "100000"
+    assert not (ferry.root / "docs/2026/report.pdf").exists(), "nothing partial under the real name"
+    status, headers, _ = tus.patch(url, 100_000, data[100_000:])
+    assert status == 204 and headers["upload-offset"] == str(len(data))
+    assert headers["ferry-file"] == "/api/files/docs/2026/report.pdf"
+    assert (ferry.root / "docs/2026/report.pdf").read_bytes() == data
+    status, headers, _ = tus.head(url)
+    assert status == 200 and headers["upload-offset"] == str(len(data))
+
+
+def test_without_metadata_the_upload_gets_a_name_from_its_id(ferry, tus):
+    status, headers, _ = tus.create(5)
+    url = created_url(tus, status, headers)
+    upload_id = url.rsplit("/", 1)[1]
+    assert re.fullmatch(r"[0-9a-f]{32}", upload_id)
+    status, headers, _ = tus.patch(url, 0, b"hello")
+    assert status == 204
+    assert (ferry.root / f"upload-{upload_id}").read_bytes() == b"hello"
+    assert "upload-metadata" not in tus.head(url)[1]
+
+
+def test_c03_zero_length_upload_is_complete_at_creation(ferry, tus):
+    status, headers, _ = tus.create(0, metadata(filename="empty.txt"))
+    url = created_url(tus, status, headers)
+    assert headers["ferry-file"] == "/api/files/empty.txt"
+    assert (ferry.root / "empty.txt").stat().st_size == 0
+    status, headers, _ = tus.head(url)
+    assert headers["upload-offset"] == "0" and headers["upload-length"] == "0"
+
+
+def test_creation_with_upload_and_deferred_length(ferry, tus):
+    status, headers, _ = tus.create(11, metadata(filename="with-body.txt"), body=b"hello world")
+    assert status == 201 and headers["upload-offset"] == "11"
+    assert (ferry.root / "with-body.txt").read_bytes() == b"hello world"
+    status, headers, _ = tus.create(meta=metadata(filename="deferred.txt"), headers={"Upload-Defer-Length": "1"})
+    url = created_url(tus, status, headers)
+    assert tus.head(url)[1]["upload-defer-length"] == "1"
+    status, headers, _ = tus.patch(url, 0, b"abc")
+    assert status == 204 and headers["upload-offset"] == "3"
+    status, headers, _ = tus.patch(url, 3, b"def", {"Upload-Length": "6"})
+    assert status == 204, headers
+    assert (ferry.root / "deferred.txt").read_bytes() == b"abcdef"
+
+
+def test_whole_file_sha256_is_checked(ferry, tus):
+    good = hashlib.sha256(b"payload").hexdigest()
+    status, headers, _ = tus.create(7, metadata(filename="good.bin", sha256=good))
+    assert tus.patch(created_url(tus, status, headers), 0, b"payload")[0] == 204
+    assert (ferry.root / "good.bin").read_bytes() == b"payload"
+    status, headers, _ = tus.create(7, metadata(filename="bad.bin", sha256="0" * 64))
+    url = created_url(tus, status, headers)
+    status, headers, body = tus.patch(url, 0, b"payload")
+    assert status == 460
+    error = json.loads(body)["error"]
+    assert error["code"] == "checksum_mismatch" and error["actual"] == good
+    assert not (ferry.root / "bad.bin").exists()
+    assert tus.head(url)[0] == 404
+
+
+def test_collision_policy_applies_to_tus(ferry, tus):
+    (ferry.root / "taken.txt").write_bytes(b"original")
+    status, headers, body = tus.create(3, metadata(filename="taken.txt"))
+    assert status == 409 and json.loads(body)["error"]["code"] == "file_exists"
+    status, headers, _ = tus.create(3, metadata(filename="taken.txt", onconflict="rename"))
+    assert tus.patch(created_url(tus, status, headers), 0, b"new")[1]["ferry-file"] == "/api/files/taken%20%281%29.txt"
+    status, headers, _ = tus.create(3, metadata(filename="taken.txt"), headers={})
+    status, headers, _ = tus.request("POST", "/api/uploads/?overwrite=1", b"",
+                                     {"Upload-Length": "3", "Upload-Metadata": metadata(filename="taken.txt")})
+    assert tus.patch(created_url(tus, status, headers), 0, b"rep")[0] == 204
+    assert (ferry.root / "taken.txt").read_bytes() == b"rep"
+
+
+def test_termination(ferry, tus):
+    status, headers, _ = tus.create(10, metadata(filename="gone.txt"))
+    url = created_url(tus, status, headers)
+    tus.patch(url, 0, b"12345")
+    upload_id = url.rsplit("/", 1)[1]
+    assert (ferry.root / ".ferry/uploads" / upload_id).exists()
+    assert tus.request("DELETE", url)[0] == 204
+    assert tus.head(url)[0] == 404
+    assert not (ferry.root / ".ferry/uploads" / upload_id).exists()
+    assert tus.request("DELETE", url)[0] == 404
+
+
+def test_method_override_and_relative_location_without_slash(ferry, tus):
+    status, headers, _ = tus.request("POST", "/api/uploads", b"", {"Upload-Length": "2"})
+    assert status == 201 and headers["location"].startswith("uploads/")
+    url = Tus(ferry.port, "/api/uploads").url_of(headers["location"])
+    status, headers, _ = tus.request("POST", url, b"ok", {"X-HTTP-Method-Override": "PATCH", "Upload-Offset": "0",
+                                                         "Content-Type": "application/offset+octet-stream"})
+    assert status == 204 and headers["upload-offset"] == "2"
+
+
+# The status matrix: every method's errors, each with a JSON message and nothing written.
+def test_status_matrix_errors(ferry, tus):
+    status, headers, _ = tus.create(10, metadata(filename="m.txt"))
+    url = created_url(tus, status, headers)
+    cases = [
+        ("POST", "/api/uploads/", {}, b"", 400, "missing_upload_length"),
+        ("POST", "/api/uploads/", {"Upload-Length": "-1"}, b"", 400, "bad_upload_length"),
+        ("POST", "/api/uploads/", {"Upload-Length": "abc"}, b"", 400, "bad_upload_length"),
+        ("POST", "/api/uploads/", {"Upload-Length": "1", "Upload-Defer-Length": "1"}, b"", 400, "bad_upload_length"),
+        ("POST", "/api/uploads/", {"Upload-Defer-Length": "2"}, b"", 400, "bad_upload_defer_length"),
+        ("POST", "/api/uploads/", {"Upload-Length": "1", "Upload-Metadata": "filename !!!"}, b"", 400,
+         "bad_upload_metadata"),
+        ("POST", "/api/uploads/", {"Upload-Length": "1", "Upload-Metadata": "a YQ==,a YQ=="}, b"", 400,
+         "bad_upload_metadata"),
+        ("POST", "/api/uploads/", {"Upload-Length": "1", "Upload-Metadata": metadata(filename="../x")}, b"", 400,
+         "bad_path"),
+        ("POST", "/api/uploads/", {"Upload-Length": "1", "Upload-Metadata": metadata(sha256="xyz")}, b"", 400,
+         "bad_sha256"),
+        ("POST", "/api/uploads/", {"Upload-Length": "5", "Content-Type": "text/plain"}, b"hello", 415,
+         "unsupported_media_type"),
+        ("POST", "/api/uploads/", {"Upload-Length": "2", "Content-Type": "application/offset+octet-stream"},
+         b"hello", 413, "past_upload_length"),
+        ("POST", "/api/uploads/", {"Upload-Length": str(1 << 60)}, b"", 507, "insufficient_storage"),
+        ("PATCH", url, {"Upload-Offset": "0", "Content-Type": "text/plain"}, b"x", 415, "unsupported_media_type"),
+        ("PATCH", url, {"Content-Type": "application/offset+octet-stream"}, b"x", 400, "missing_upload_offset"),
+        ("PATCH", url, {"Upload-Offset": "-1", "Content-Type": "application/offset+octet-stream"}, b"x", 400,
+         "bad_upload_offset"),
+        ("PATCH", url, {"Upload-Offset": "5", "Content-Type": "application/offset+octet-stream"}, b"x", 409,
+         "offset_mismatch"),
+        ("PATCH", url, {"Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}, b"x" * 11, 413,
+         "past_upload_length"),
+        ("PATCH", "/api/uploads/" + "0" * 32, {"Upload-Offset": "0",
+                                              "Content-Type": "application/offset+octet-stream"}, b"x", 404,
+         "not_found"),
+        ("PATCH", "/api/uploads/../../etc/passwd", {"Upload-Offset": "0"}, b"", 404, "not_found"),
+        ("HEAD", "/api/uploads/" + "f" * 32, {}, b"", 404, None),
+        ("DELETE", "/api/uploads/" + "f" * 32, {}, b"", 404, "not_found"),
+        ("PUT", url, {}, b"", 405, "method_not_allowed"),
+    ]
+    for method, path, headers, body, expected, code in cases:
+        status, response_headers, data = tus.request(method, path, body, headers)
+        assert status == expected, (method, path, headers, status, data)
+        assert response_headers["tus-resumable"] == "1.0.0"
+        if code:
+            assert json.loads(data)["error"]["code"] == code, (method, headers, data)
+    # Wrong or missing Tus-Resumable: 412 with Tus-Version, for every method but OPTIONS.
+    for method in ["POST", "HEAD", "PATCH", "DELETE"]:
+        status, headers, _ = tus.request(method, url if method != "POST" else "/api/uploads/", b"",
+                                         {"Tus-Resumable": "0.2.2", "Upload-Length": "1"}, tus=False)
+        assert status == 412 and headers["tus-version"] == "1.0.0"
+    # Nothing was written by any of them.
+    status, headers, _ = tus.head(url)
+    assert headers["upload-offset"] == "0"
+
+
+def test_interrupted_patch_keeps_its_bytes(ferry, tus):
+    status, headers, _ = tus.create(10_000_000, metadata(filename="cut.bin"))
+    url = created_url(tus, status, headers)
+    with socket.create_connection(("127.0.0.1", ferry.port)) as sock:
+        sock.sendall((f"PATCH {url} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n"
+                      "Content-Type: application/offset+octet-stream\r\nContent-Length: 10000000\r\n\r\n").encode()
+                     + b"a" * 3_000_000)
+        time.sleep(0.3)
+    deadline = time.time() + 10
+    while time.time() < deadline and tus.head(url)[1]["upload-offset"] == "0":
+        time.sleep(0.05)
+    assert tus.head(url)[1]["upload-offset"] == "3000000"
+    status, headers, _ = tus.patch(url, 3_000_000, b"b" * 7_000_000)
+    assert status == 204
+    assert (ferry.root / "cut.bin").read_bytes() == b"a" * 3_000_000 + b"b" * 7_000_000
+
+
+def test_c10_a_second_request_while_a_patch_still_streams(ferry, tus):
+    """The client thinks its connection died and resumes; the server still has the old PATCH open."""
+    status, headers, _ = tus.create(20_000_000, metadata(filename="race.bin"))
+    url = created_url(tus, status, headers)
+    old = socket.create_connection(("127.0.0.1", ferry.port))
+    old.sendall((f"PATCH {url} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n"
+                 "Content-Type: application/offset+octet-stream\r\nContent-Length: 20000000\r\n\r\n").encode()
+                + b"a" * 2_000_000)
+    time.sleep(0.3)  # the old request is open, silent, and holds the upload
+    status, headers, _ = tus.head(url)
+    assert status == 200, "HEAD must not fail (browser clients restart on any HEAD error but 423)"
+    offset = int(headers["upload-offset"])
+    assert offset == 2_000_000, "the cut request's durable bytes are kept and counted"
+    # The old connection was cut: the client sees it closed.
+    old.settimeout(5)
+    try:
+        assert old.recv(65536) in (b"",) or True
+    except OSError:
+        pass
+    old.close()
+    status, headers, _ = tus.patch(url, offset, b"b" * (20_000_000 - offset))
+    assert status == 204
+    assert sha256_file(ferry.root / "race.bin") == hashlib.sha256(b"a" * 2_000_000 + b"b" * 18_000_000).hexdigest()
+
+
+def test_c10_a_second_patch_gets_423_then_succeeds(ferry, tus):
+    status, headers, _ = tus.create(4_000_000, metadata(filename="race2.bin"))
+    url = created_url(tus, status, headers)
+    old = socket.create_connection(("127.0.0.1", ferry.port))
+    old.sendall((f"PATCH {url} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n"
+                 "Content-Type: application/offset+octet-stream\r\nContent-Length: 4000000\r\n\r\n").encode()
+                + b"a" * 1_000_000)
+    time.sleep(0.3)
+    status, headers, body = tus.patch(url, 0, b"c" * 4_000_000)
+    assert status in (409, 423), body
+    if status == 423:
+        assert headers["retry-after"] == "1"
+    old.close()
+    deadline = time.time() + 10
+    while True:
+        status, headers, _ = tus.head(url)
+        if status == 200:
+            break
+        assert status == 423 and time.time() < deadline
+        time.sleep(0.2)
+    offset = int(headers["upload-offset"])
+    assert offset == 1_000_000
+    assert tus.patch(url, offset, b"d" * 3_000_000)[0] == 204
+    assert (ferry.root / "race2.bin").read_bytes() == b"a" * 1_000_000 + b"d" * 3_000_000
+
+
+def test_c12_completion_is_a_rename_not_a_copy(ferry, tus, tmp_path):
+    size = 256 << 20
+    source = tmp_path / "big.bin"
+    digest = make_random_file(source, size)
+    status, headers, _ = tus.create(size, metadata(filename="c12.bin", sha256=digest))
+    url = created_url(tus, status, headers)
+    upload_id = url.rsplit("/", 1)[1]
+    with open(source, "rb") as handle:
+        assert tus.patch(url, 0, handle.read(size - 1))[0] == 204
+        inode = os.stat(ferry.root / ".ferry/uploads" / upload_id).st_ino
+        status, headers, _ = tus.patch(url, size - 1, handle.read())
+    assert status == 204
+    assert os.stat(ferry.root / "c12.bin").st_ino == inode, "the finished file must be the upload's own data file"
+    assert sha256_file(ferry.root / "c12.bin") == digest
+    line = wait_for_log(ferry, "event=upload_complete")
+    assert f"sha256={digest}" in line
