@@ -17,4 +17,16 @@ static inline int CCrypto_sha256_final(unsigned char *digest, SHA256_CTX *contex
     return SHA256_Final(digest, context);
 }
 
+static inline int CCrypto_sha1_init(SHA_CTX *context) { return SHA1_Init(context); }
+static inline int CCrypto_sha1_update(SHA_CTX *context, const void *data, size_t length) {
+    return SHA1_Update(context, data, length);
+}
+static inline int CCrypto_sha1_final(unsigned char *digest, SHA_CTX *context) { return SHA1_Final(digest, context); }
+
+static inline int CCrypto_md5_init(MD5_CTX *context) { return MD5_Init(context); }
+static inline int CCrypto_md5_update(MD5_CTX *context, const void *data, size_t length) {
+    return MD5_Update(context, data, length);
+}
+static inline int CCrypto_md5_final(unsigned char *digest, MD5_CTX *context) { return MD5_Final(digest, context); }
+
 #endif

@@ -161,3 +161,30 @@ def test_c02_sizes_past_2_31_and_2_32_by_put(start_ferry, ram_root, tmp_path):
     download = subprocess.run(f"curl -sS -f {ferry.url('/api/files/multi.bin')} | sha256sum", shell=True,
                               capture_output=True, text=True, check=True)
     assert download.stdout.split()[0] == digest
+
+
+def test_c02_tus_upload_of_2_32_plus_1_bytes(start_ferry, ram_root):
+    from pathlib import Path
+
+    from tus_client import Tus, metadata, patch_file
+
+    ferry = start_ferry(root=Path(ram_root) / "root")
+    source = Path(ram_root) / "tus-source.bin"
+    size = 2**32 + 1
+    digest = make_marked_sparse_file(source, size)
+    tus = Tus(ferry.port)
+    status, headers, _ = tus.create(size, metadata(filename="tus-big.bin", sha256=digest))
+    assert status == 201
+    url = tus.url_of(headers["location"])
+    offset = 0
+    for chunk in (2**31 - 1, 2**31, 2):  # offsets cross 2^31 and 2^32 exactly
+        status, headers = patch_file(ferry.port, url, offset, source, chunk)
+        assert status == 204
+        offset += chunk
+        assert headers["upload-offset"] == str(offset)
+        assert tus.head(url)[1]["upload-offset"] == str(offset)
+    assert offset == size
+    assert headers["ferry-file"] == "/api/files/tus-big.bin"
+    os.remove(source)
+    assert (ferry.root / "tus-big.bin").stat().st_size == size
+    assert sha256_file(ferry.root / "tus-big.bin", chunk=8 << 20) == digest

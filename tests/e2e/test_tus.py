@@ -286,3 +286,36 @@ def test_c12_completion_is_a_rename_not_a_copy(ferry, tus, tmp_path):
     assert sha256_file(ferry.root / "c12.bin") == digest
     line = wait_for_log(ferry, "event=upload_complete")
     assert f"sha256={digest}" in line
+
+
+@pytest.mark.parametrize("algorithm", ["sha1", "sha256", "md5"])
+def test_checksum_extension(ferry, tus, algorithm):
+    import base64
+
+    def checksum(data, name=algorithm):
+        return f"{name} {base64.b64encode(hashlib.new(name, data).digest()).decode()}"
+
+    status, headers, _ = tus.request("OPTIONS", "/api/uploads/", tus=False)
+    assert "checksum" in headers["tus-extension"].split(",")
+    assert algorithm in headers["tus-checksum-algorithm"].split(",")
+    status, headers, _ = tus.create(8, metadata(filename=f"sum-{algorithm}.bin"))
+    url = created_url(tus, status, headers)
+    assert tus.patch(url, 0, b"abcd", {"Upload-Checksum": checksum(b"abcd")})[0] == 204
+    status, headers, body = tus.patch(url, 4, b"efgh", {"Upload-Checksum": checksum(b"WRONG")})
+    assert status == 460
+    assert json.loads(body)["error"]["code"] == "checksum_mismatch"
+    assert headers["upload-offset"] == "4"
+    assert tus.head(url)[1]["upload-offset"] == "4", "nothing of the mismatched request is kept"
+    status, headers, _ = tus.patch(url, 4, b"efgh", {"Upload-Checksum": checksum(b"efgh")})
+    assert status == 204
+    assert (ferry.root / f"sum-{algorithm}.bin").read_bytes() == b"abcdefgh"
+
+
+def test_checksum_errors(ferry, tus):
+    status, headers, _ = tus.create(4, metadata(filename="sum-errors.bin"))
+    url = created_url(tus, status, headers)
+    for header, code in [("crc32 AAAAAA==", "unsupported_checksum_algorithm"), ("sha1 AAAA", "bad_checksum"),
+                         ("sha1", "unsupported_checksum_algorithm"), ("sha1 !!!!", "bad_checksum")]:
+        status, _, body = tus.patch(url, 0, b"abcd", {"Upload-Checksum": header})
+        assert status == 400 and json.loads(body)["error"]["code"] == code, header
+    assert tus.head(url)[1]["upload-offset"] == "0"

@@ -52,7 +52,8 @@ final class PatchUpload: BodyConsumer, @unchecked Sendable {
     private let hasher: TrailingHasher
     private let connection: ConnectionControl
     private var written: UInt64 = 0
-    private var failure: HTTPError?
+    /// The `Upload-Checksum` of this request's body, if the client sent one, and its running digest.
+    private let checksum: (digest: ChecksumDigest, expected: [UInt8])?
 
     init(store: UploadStore, upload: Upload, request: Request, creation: String?) throws(HTTPError) {
         self.store = store
@@ -77,6 +78,9 @@ final class PatchUpload: BodyConsumer, @unchecked Sendable {
             length = declared
         }
         self.length = length
+        checksum = try TusProtocol.parseChecksum(request.headers["Upload-Checksum"]).map {
+            (ChecksumDigest($0.0), $0.1)
+        }
         if let length, let declared = request.contentLength, declared > length - start {
             throw TusAPI.tooLong(length: length, offset: start)
         }
@@ -110,6 +114,7 @@ final class PatchUpload: BodyConsumer, @unchecked Sendable {
             throw TusAPI.tooLong(length: length, offset: start + written)
         }
         guard var base = block.baseAddress else { return }
+        checksum?.digest.update(block)
         var remaining = block.count
         var position = off_t(start + written)
         while remaining > 0 {
@@ -130,10 +135,26 @@ final class PatchUpload: BodyConsumer, @unchecked Sendable {
     }
 
     /// fsyncs what arrived and records the new offset. Returns the error to answer with, if any.
-    private func persist() -> HTTPError? {
+    /// `complete` is false for a body that was cut short.
+    private func persist(complete: Bool) -> HTTPError? {
         defer {
             close(descriptor)
             upload.progress.withLock { $0.writer = nil }
+        }
+        if let checksum {
+            // A checksummed body counts only whole and verified: otherwise nothing of it is kept.
+            let actual = checksum.digest.finalize()
+            if !complete || actual != checksum.expected {
+                ftruncate(descriptor, off_t(start))
+                fsync(descriptor)
+                written = 0
+                if creation != nil { try? store.persist(upload) }
+                guard complete else { return nil }
+                return HTTPError(
+                    460, code: "checksum_mismatch",
+                    "This request's body does not match its Upload-Checksum (\(checksum.digest.algorithm.rawValue) "
+                        + "\(Base64.encode(actual))); nothing of it was kept. Send the chunk again.")
+            }
         }
         let offset = start + written
         guard fsync(descriptor) == 0 else {
@@ -152,7 +173,11 @@ final class PatchUpload: BodyConsumer, @unchecked Sendable {
     }
 
     func finish() -> Response {
-        if let error = persist() { return Response(error: error) }
+        if let error = persist(complete: true) {
+            var response = Response(error: error)
+            response.headers.add("Upload-Offset", String(upload.snapshot.offset))
+            return response
+        }
         let progress = upload.snapshot
         var response = Response(status: creation == nil ? 204 : 201)
         if let creation { response.headers.add("Location", creation) }
@@ -175,7 +200,7 @@ final class PatchUpload: BodyConsumer, @unchecked Sendable {
     /// The connection broke (or the body was refused): keep and record what arrived, off the event thread.
     func abort(reason: AbortReason) {
         DispatchQueue.global().async {
-            if let error = self.persist() {
+            if let error = self.persist(complete: false) {
                 self.store.logger.error(
                     "upload_persist_failed", ["upload": .string(self.upload.id), "error": .string(error.message)])
             }

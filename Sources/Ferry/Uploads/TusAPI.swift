@@ -58,6 +58,8 @@ struct TusAPI {
         var response = Response(status: 204)
         response.headers.add("Tus-Version", TusProtocol.version)
         response.headers.add("Tus-Extension", TusProtocol.extensions.joined(separator: ","))
+        response.headers.add(
+            "Tus-Checksum-Algorithm", ChecksumDigest.Algorithm.allCases.map(\.rawValue).joined(separator: ","))
         if let maximum = store.maximumSize { response.headers.add("Tus-Max-Size", String(maximum)) }
         if let maximumRequestBody { response.headers.add("Ferry-Max-Request-Body", String(maximumRequestBody)) }
         return response

@@ -4,7 +4,7 @@ import HTTPServer
 enum TusProtocol {
     static let version = "1.0.0"
     static let extensions = [
-        "creation", "creation-with-upload", "creation-defer-length", "termination", "expiration",
+        "creation", "creation-with-upload", "creation-defer-length", "termination", "expiration", "checksum",
     ]
     static let contentType = "application/offset+octet-stream"
 
@@ -19,6 +19,23 @@ enum TusProtocol {
                 "\(header) must be a non-negative whole number of bytes, got '\(text.prefix(40))'.")
         }
         return value
+    }
+
+    /// `Upload-Checksum: <algorithm> <base64 digest>`: the algorithm and the expected digest.
+    static func parseChecksum(_ header: String?) throws(HTTPError) -> (ChecksumDigest.Algorithm, [UInt8])? {
+        guard let header else { return nil }
+        let parts = header.split(separator: " ", omittingEmptySubsequences: true)
+        let supported = ChecksumDigest.Algorithm.allCases.map(\.rawValue).joined(separator: ", ")
+        guard parts.count == 2, let algorithm = ChecksumDigest.Algorithm(rawValue: String(parts[0])) else {
+            throw HTTPError.badRequest(
+                "unsupported_checksum_algorithm",
+                "Upload-Checksum must be '<algorithm> <base64 digest>' with one of: \(supported).")
+        }
+        guard let digest = Base64.decode(String(parts[1])), digest.count == algorithm.digestLength else {
+            throw HTTPError.badRequest(
+                "bad_checksum", "The Upload-Checksum digest is not a base64 \(algorithm.rawValue) digest.")
+        }
+        return (algorithm, digest)
     }
 
     /// One `Upload-Metadata` pair: the key and its decoded value (nil when the value was omitted).
