@@ -2,8 +2,9 @@
 """Ferry's upload and download benchmark, against nginx, copyparty and a C sink. See bench/README.md.
 
 Usage (from anywhere; builds Ferry in the repository this file lives in):
-    python3 bench/run.py            # the full run, about 15 to 25 minutes on 2 cores
+    python3 bench/run.py            # the full run, about 15 to 27 minutes on 2 cores
     python3 bench/run.py --quick    # 100 MiB only, 3 runs, 4 concurrent uploads: a smoke test
+    python3 bench/run.py --only tus # one section alone (sizes, concurrent, sequential, tus); with --quick too
 
 Writes bench/results/latest.md (and the raw samples to latest.json) and prints the Markdown.
 """
@@ -14,6 +15,7 @@ import argparse
 import ctypes
 import datetime
 import getpass
+import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -36,6 +38,9 @@ REPO = BENCH.parent
 WORK = BENCH / "work"
 RESULTS = BENCH / "results"
 
+sys.path.insert(0, str(BENCH))
+import tus_upload  # noqa: E402  (bench/tus_upload.py, the benchmark's own tus client)
+
 MiB = 1 << 20
 GiB = 1 << 30
 MB = 1_000_000  # throughput is reported in MB/s (10^6 bytes per second)
@@ -55,10 +60,16 @@ class Plan:
     # Should the planned runs at the largest size not fit in the budget, that size gets `fewest_runs`.
     budget_seconds: float = 25 * 60
     fewest_runs: int = 3
+    # Resumable uploads: one file by tus in chunks and by one PUT, each direct and through an nginx proxy.
+    tus_size: int = GiB
+    tus_chunk: int = 64 * MiB
+    tus_runs: int = 5
 
 
 FULL = Plan(sizes=(100 * MiB, GiB, 4 * GiB), runs={100 * MiB: 5, GiB: 5, 4 * GiB: 5}, concurrent_uploads=16)
-QUICK = Plan(sizes=(100 * MiB,), runs={100 * MiB: 3}, concurrent_uploads=4, concurrent_runs=3)
+QUICK = Plan(sizes=(100 * MiB,), runs={100 * MiB: 3}, concurrent_uploads=4, concurrent_runs=3, tus_runs=3)
+# The parts of the benchmark, in the order they run; `--only` picks some of them.
+SECTIONS = ("sizes", "concurrent", "sequential", "tus")
 
 
 def log(message: str) -> None:
@@ -113,6 +124,15 @@ def memory_mib(pid: int) -> tuple[float, float]:
         if key in ("VmHWM", "VmRSS"):
             values[key] = int(value.split()[0]) / 1024
     return values["VmHWM"], values["VmRSS"]
+
+
+def reset_peak_memory(pid: int) -> bool:
+    """Resets VmHWM to the current RSS (Linux 4.0 and later: `5` to /proc/PID/clear_refs); False if refused."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
 
 
 # --- The servers ----------------------------------------------------------------------------------
@@ -229,15 +249,19 @@ class Sink(PortFromLog):
 
 class Nginx(Server):
     name = "nginx"
+    template = "nginx.conf"
+
+    def placeholders(self) -> dict[str, object]:
+        self.port = free_port()
+        return {"data": self.data, "port": self.port}
 
     def command(self) -> list[str]:
-        self.port = free_port()
         temp = self.home / "temp"  # on the data's filesystem
         temp.mkdir()
-        template = string.Template((BENCH / "nginx.conf").read_text())
+        template = string.Template((BENCH / self.template).read_text())
         config = self.home / "nginx.conf"
         config.write_text(template.substitute(
-            user=getpass.getuser(), work=self.home, temp=temp, data=self.data, port=self.port))
+            user=getpass.getuser(), work=self.home, temp=temp, **self.placeholders()))
         return ["nginx", "-c", str(config), "-p", str(self.home), "-e", str(self.home / "error.log")]
 
     def ready(self) -> bool:
@@ -246,6 +270,35 @@ class Nginx(Server):
     def memory_pid(self) -> int:
         (worker,) = children(self.process.pid)
         return worker
+
+
+class NginxProxy(Nginx):
+    """nginx as a reverse proxy in front of `upstream` (bench/nginx-proxy.conf): `port` caps request bodies
+    at 100 MiB, like Cloudflare's free plan; `uncapped_port` lets any size through."""
+
+    name = "nginx proxy"
+    template = "nginx-proxy.conf"
+
+    def __init__(self, home: Path, upstream: Server):
+        super().__init__(home)
+        self.upstream = upstream
+        self.uncapped_port = 0
+
+    def placeholders(self) -> dict[str, object]:
+        self.port = free_port()
+        self.uncapped_port = free_port()
+        while self.uncapped_port == self.port:
+            self.uncapped_port = free_port()
+        return {"capped_port": self.port, "uncapped_port": self.uncapped_port, "ferry_port": self.upstream.port}
+
+    def ready(self) -> bool:
+        if not super().ready():
+            return False
+        try:
+            socket.create_connection(("127.0.0.1", self.uncapped_port), timeout=1).close()
+            return True
+        except OSError:
+            return False
 
 
 class Copyparty(Server):
@@ -287,6 +340,13 @@ class Fleet:
             servers.append(server)
         return servers
 
+    def start_proxy(self, upstream: Server) -> NginxProxy:
+        """A fresh nginx reverse proxy in front of `upstream`."""
+        proxy = NginxProxy(WORK / "servers" / "nginx-proxy", upstream)
+        self.running.append(proxy)
+        proxy.start()
+        return proxy
+
     def stop(self, servers: list[Server] | None = None) -> None:
         for server in list(servers if servers is not None else self.running):
             server.stop()
@@ -316,9 +376,10 @@ def curl(*arguments: str) -> tuple[int, float, int]:
     return int(status), float(seconds), int(downloaded)
 
 
-def upload(server: Server, source: Path, file_name: str) -> float:
-    """Uploads `source` and returns the seconds until it is durable (plus `sync` for servers that do not fsync)."""
-    status, seconds, _ = curl("-T", str(source), server.url(file_name))
+def upload(server: Server, source: Path, file_name: str, url: str | None = None) -> float:
+    """Uploads `source` and returns the seconds until it is durable (plus `sync` for servers that do not fsync).
+    `url`: where to send it, if not to the server itself (a proxy in front of it)."""
+    status, seconds, _ = curl("-T", str(source), url or server.url(file_name))
     if status not in (200, 201, 204):
         raise RuntimeError(f"{server.name}: upload of {file_name} answered {status}")
     if not server.durable:
@@ -334,6 +395,11 @@ def download(server: Server, file_name: str, size: int) -> float:
     if status != 200 or received != size:
         raise RuntimeError(f"{server.name}: download of {file_name} answered {status} with {received} bytes")
     return seconds
+
+
+def sha256_file(path: Path) -> str:
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def make_random_file(path: Path, size: int) -> None:
@@ -365,6 +431,13 @@ class Results:
     concurrent_memory: dict[str, tuple[float, float]] = field(default_factory=dict)
     sequential_rss: list[float] = field(default_factory=list)  # Ferry's VmRSS after each upload
     load: list[float] = field(default_factory=list)  # 1-minute load average before and after the measurements
+    sections: list[str] = field(default_factory=list)  # the parts of the benchmark that ran
+    # Resumable uploads: MB/s per case (TUS_CASES), one per run in run order; the highest per-upload peak RSS
+    # (MiB) of Ferry and of the proxy's nginx worker per case; how many runs were made.
+    tus: dict[str, list[float]] = field(default_factory=dict)
+    tus_memory: dict[str, dict[str, float]] = field(default_factory=dict)
+    tus_runs: int = 0
+    tus_requests: dict[str, int] = field(default_factory=dict)  # HTTP requests per tus upload (POST + PATCHes)
 
 
 def rotated(servers: list[Server], run_index: int) -> list[Server]:
@@ -381,9 +454,12 @@ def affordable_runs(plan: Plan, size: int, results: Results, started: float) -> 
         return planned
     previous = max(results.seconds)
     seconds_per_byte = results.seconds[previous] / (results.runs[previous] * len(SIZE_SERVERS) * previous)
+    sections = results.sections
     bytes_left = (planned * len(SIZE_SERVERS) * size
-                  + plan.concurrent_runs * len(CONCURRENT_SERVERS) * plan.concurrent_uploads * plan.concurrent_size
-                  + plan.sequential_uploads * plan.sequential_size)
+                  + ("concurrent" in sections) * plan.concurrent_runs * len(CONCURRENT_SERVERS)
+                  * plan.concurrent_uploads * plan.concurrent_size
+                  + ("sequential" in sections) * plan.sequential_uploads * plan.sequential_size
+                  + ("tus" in sections) * plan.tus_runs * len(TUS_CASES) * plan.tus_size)
     projected = time.monotonic() - started + bytes_left * seconds_per_byte
     if projected <= plan.budget_seconds or planned <= plan.fewest_runs:
         return planned
@@ -454,6 +530,77 @@ def measure_concurrent(fleet: Fleet, plan: Plan, source: Path, results: Results)
     fleet.stop(servers)
 
 
+@dataclass(frozen=True)
+class TusCase:
+    name: str
+    tus: bool  # tus in chunks, or one PUT
+    proxied: bool  # through the nginx reverse proxy, or direct to Ferry
+
+
+TUS_CASES = (TusCase("tus direct", True, False), TusCase("PUT direct", False, False),
+             TusCase("tus via nginx", True, True), TusCase("PUT via nginx", False, True))
+
+
+def measure_tus(fleet: Fleet, plan: Plan, source: Path, results: Results) -> None:
+    """One file, by tus in `plan.tus_chunk` PATCHes and by one PUT, each direct to Ferry and through nginx
+    (tus through its 100 MiB-capped listener, the PUT through its uncapped one), interleaved over the runs.
+    Each upload's size is checked, and the SHA-256 of the first of each case. Peak RSS is reset before each
+    upload (clear_refs), so that each case gets its own peak from one Ferry."""
+    (ferry,) = fleet.start("ferry")
+    proxy = fleet.start_proxy(ferry)
+    size = source.stat().st_size
+    # The cap is real: a single PUT of the file through the capped listener is refused (before its body).
+    status, _, _ = curl("-T", str(source), f"http://127.0.0.1:{proxy.port}/api/files/capped.bin")
+    if status != 413 or (ferry.data / "capped.bin").exists():
+        raise RuntimeError(f"a {human_size(size)} PUT through the 100 MiB-capped proxy answered {status}, not 413")
+    digest = sha256_file(source)
+    results.tus_runs = plan.tus_runs
+    results.tus = {case.name: [] for case in TUS_CASES}
+    peaks = {case.name: {"Ferry": 0.0, **({"nginx": 0.0} if case.proxied else {})} for case in TUS_CASES}
+    resettable = True
+    for run_index in range(plan.tus_runs):
+        line = []
+        for case in rotated(list(TUS_CASES), run_index):
+            slug = case.name.replace(" ", "-")
+            file_name = f"{slug}-{run_index}.bin"
+            stored = ferry.data / file_name
+            os.sync()  # no dirty pages of an earlier upload may slow this one
+            pids = [ferry.memory_pid(), *([proxy.memory_pid()] if case.proxied else [])]
+            resettable &= all([reset_peak_memory(pid) for pid in pids])
+            if case.tus:
+                endpoint = f"http://127.0.0.1:{proxy.port if case.proxied else ferry.port}/api/uploads/"
+                outcome = tus_upload.upload(endpoint, str(source), plan.tus_chunk, file_name)
+                seconds = outcome.seconds
+                results.tus_requests[case.name] = outcome.requests
+                if outcome.file_url != f"/api/files/{file_name}":
+                    raise RuntimeError(f"{case.name}: the last PATCH named the file {outcome.file_url!r}")
+                if outcome.connections != 1:
+                    note = (f"{case.name}: the server closed the client's connection during an upload "
+                            f"({outcome.connections} connections for {outcome.requests} requests).")
+                    if note not in results.notes:
+                        results.notes.append(note)
+                if not stored.is_file() or stored.stat().st_size != size:
+                    raise RuntimeError(f"{case.name}: {file_name} is not stored with the size sent")
+            else:
+                url = (f"http://127.0.0.1:{proxy.uncapped_port}/api/files/{file_name}" if case.proxied
+                       else ferry.url(file_name))
+                seconds = upload(ferry, source, file_name, url)  # checks the stored size
+            results.tus[case.name].append(size / seconds / MB)
+            peaks[case.name]["Ferry"] = max(peaks[case.name]["Ferry"], ferry.memory()[0])
+            if case.proxied:
+                peaks[case.name]["nginx"] = max(peaks[case.name]["nginx"], proxy.memory()[0])
+            if run_index == 0 and sha256_file(stored) != digest:
+                raise RuntimeError(f"{case.name}: {file_name} is stored with a SHA-256 other than the source's")
+            stored.unlink()
+            line.append(f"{case.name} {results.tus[case.name][-1]:.0f}")
+        log(f"{human_size(size)} tus/PUT run {run_index + 1}/{plan.tus_runs} (MB/s): {', '.join(line)}")
+    results.tus_memory = peaks
+    if not resettable:
+        results.notes.append("This kernel refused to reset the peak RSS (/proc/PID/clear_refs): the resumable "
+                             "uploads' peaks are cumulative, each over its case's runs and all uploads before them.")
+    fleet.stop([proxy, ferry])
+
+
 def measure_sequential_rss(fleet: Fleet, plan: Plan, source: Path, results: Results) -> None:
     (ferry,) = fleet.start("ferry")
     for number in range(plan.sequential_uploads):
@@ -501,7 +648,12 @@ def versions(ferry_binary: Path) -> str:
 def report(results: Results, plan: Plan, ferry_binary: Path, started: float) -> str:
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     command = " ".join(["python3", "bench/run.py", *sys.argv[1:]])
-    runs = ", ".join(f"{runs} at {human_size(size)}" for size, runs in results.runs.items())
+    sections = results.sections
+    runs = [f"{runs} at {human_size(size)}" for size, runs in results.runs.items()]
+    if "concurrent" in sections:
+        runs.append(f"{plan.concurrent_runs} for the concurrent uploads")
+    if "tus" in sections:
+        runs.append(f"{results.tus_runs} for the resumable uploads")
     lines = [
         f"# Ferry benchmark{' (--quick)' if plan is QUICK else ''}",
         "",
@@ -510,78 +662,128 @@ def report(results: Results, plan: Plan, ferry_binary: Path, started: float) -> 
         f"{results.load[-1]:.2f} after (other work on the machine makes every number noisier)",
         f"- Software: {versions(ferry_binary)}",
         f"- Reproduce: `{command}` (from the repository's root)",
-        f"- Runs: {runs}; {plan.concurrent_runs} for the concurrent uploads. Each run visits every server in "
-        "turn (round-robin, starting one server later each run); cells are min / median / max over the runs, "
+        *([] if tuple(sections) == SECTIONS else [f"- Sections: only {', '.join(sections)} (`--only`)"]),
+        f"- Runs: {'; '.join(runs)}. Each run visits every server (or case) in "
+        "turn (round-robin, starting one later each run); cells are min / median / max over the runs, "
         "ratios are the median of the per-run ratios.",
-        "- All transfers are `curl` over loopback, MB/s = 10^6 bytes per second.",
+        "- All transfers are over loopback (`curl`, or bench/tus_upload.py for tus), "
+        "MB/s = 10^6 bytes per second.",
         *(f"- Note: {note}" for note in results.notes),
-        "",
-        "## Uploads, durable (MB/s)",
-        "",
-        "Time until the data is on disk: Ferry and the sink fsync before answering; nginx and copyparty do not, "
-        "so their time is curl's plus a `sync` run right after the answer.",
-        "",
-        "| size | Ferry | nginx + sync | copyparty + sync | sink | Ferry/nginx | Ferry/sink |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for size, samples in results.uploads.items():
-        lines.append(
-            f"| {human_size(size)} | {spread(samples['Ferry'])} | {spread(samples['nginx'])} | "
-            f"{spread(samples['copyparty'])} | {spread(samples['sink'])} | "
-            f"{median_ratio(samples['Ferry'], samples['nginx'])} | {median_ratio(samples['Ferry'], samples['sink'])} |")
-    lines += [
-        "",
-        "## Downloads (MB/s)",
-        "",
-        "The file just uploaded, read back to /dev/null (so from the page cache).",
-        "",
-        "| size | Ferry | nginx | copyparty | Ferry/nginx |",
-        "| --- | ---: | ---: | ---: | ---: |",
-    ]
-    for size, samples in results.downloads.items():
-        lines.append(
-            f"| {human_size(size)} | {spread(samples['Ferry'])} | {spread(samples['nginx'])} | "
-            f"{spread(samples['copyparty'])} | {median_ratio(samples['Ferry'], samples['nginx'])} |")
-    lines += [
-        "",
-        "## Memory (MiB)",
-        "",
-        "Fresh servers for each size: peak RSS (VmHWM) over that size's uploads and downloads, then RSS (VmRSS) "
-        "after them. nginx: its worker process.",
-        "",
-        "| size | Ferry peak / after | nginx peak / after | copyparty peak / after | sink peak / after |",
-        "| --- | ---: | ---: | ---: | ---: |",
-    ]
-    for size, memory in results.memory.items():
-        cells = " | ".join(f"{memory[name][0]:.1f} / {memory[name][1]:.1f}"
-                           for name in ("Ferry", "nginx", "copyparty", "sink"))
-        lines.append(f"| {human_size(size)} | {cells} |")
-    count, size = plan.concurrent_uploads, human_size(plan.concurrent_size)
-    concurrent, memory = results.concurrent, results.concurrent_memory
-    lines += [
-        "",
-        f"## {count} concurrent {size} uploads",
-        "",
-        f"Aggregate: {count} x {size} over the wall time from the first request to the last answer "
-        "(plus `sync` for nginx and copyparty). Peak RSS over all runs.",
-        "",
-        "| | Ferry | nginx + sync | copyparty + sync | Ferry/nginx |",
-        "| --- | ---: | ---: | ---: | ---: |",
-        f"| aggregate MB/s | {spread(concurrent['Ferry'])} | {spread(concurrent['nginx'])} | "
-        f"{spread(concurrent['copyparty'])} | {median_ratio(concurrent['Ferry'], concurrent['nginx'])} |",
-        f"| peak RSS MiB | {memory['Ferry'][0]:.1f} | {memory['nginx'][0]:.1f} | {memory['copyparty'][0]:.1f} | |",
-    ]
-    rss = results.sequential_rss
-    growth = rss[-1] - rss[0]
-    lines += [
-        "",
-        f"## Ferry's memory over {plan.sequential_uploads} sequential {human_size(plan.sequential_size)} uploads",
-        "",
-        f"RSS after the first: {rss[0]:.1f} MiB; after the last: {rss[-1]:.1f} MiB; "
-        f"difference {growth:+.1f} MiB ({'within' if abs(growth) <= 2 else 'NOT within'} the 2 MiB claim).",
-        "",
-    ]
+    if "sizes" in sections:
+        lines += [
+            "",
+            "## Uploads, durable (MB/s)",
+            "",
+            "Time until the data is on disk: Ferry and the sink fsync before answering; nginx and copyparty do not, "
+            "so their time is curl's plus a `sync` run right after the answer.",
+            "",
+            "| size | Ferry | nginx + sync | copyparty + sync | sink | Ferry/nginx | Ferry/sink |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for size, samples in results.uploads.items():
+            lines.append(
+                f"| {human_size(size)} | {spread(samples['Ferry'])} | {spread(samples['nginx'])} | "
+                f"{spread(samples['copyparty'])} | {spread(samples['sink'])} | "
+                f"{median_ratio(samples['Ferry'], samples['nginx'])} | "
+                f"{median_ratio(samples['Ferry'], samples['sink'])} |")
+        lines += [
+            "",
+            "## Downloads (MB/s)",
+            "",
+            "The file just uploaded, read back to /dev/null (so from the page cache).",
+            "",
+            "| size | Ferry | nginx | copyparty | Ferry/nginx |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for size, samples in results.downloads.items():
+            lines.append(
+                f"| {human_size(size)} | {spread(samples['Ferry'])} | {spread(samples['nginx'])} | "
+                f"{spread(samples['copyparty'])} | {median_ratio(samples['Ferry'], samples['nginx'])} |")
+        lines += [
+            "",
+            "## Memory (MiB)",
+            "",
+            "Fresh servers for each size: peak RSS (VmHWM) over that size's uploads and downloads, then RSS (VmRSS) "
+            "after them. nginx: its worker process.",
+            "",
+            "| size | Ferry peak / after | nginx peak / after | copyparty peak / after | sink peak / after |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for size, memory in results.memory.items():
+            cells = " | ".join(f"{memory[name][0]:.1f} / {memory[name][1]:.1f}"
+                               for name in ("Ferry", "nginx", "copyparty", "sink"))
+            lines.append(f"| {human_size(size)} | {cells} |")
+    if "concurrent" in sections:
+        count, size = plan.concurrent_uploads, human_size(plan.concurrent_size)
+        concurrent, memory = results.concurrent, results.concurrent_memory
+        lines += [
+            "",
+            f"## {count} concurrent {size} uploads",
+            "",
+            f"Aggregate: {count} x {size} over the wall time from the first request to the last answer "
+            "(plus `sync` for nginx and copyparty). Peak RSS over all runs.",
+            "",
+            "| | Ferry | nginx + sync | copyparty + sync | Ferry/nginx |",
+            "| --- | ---: | ---: | ---: | ---: |",
+            f"| aggregate MB/s | {spread(concurrent['Ferry'])} | {spread(concurrent['nginx'])} | "
+            f"{spread(concurrent['copyparty'])} | {median_ratio(concurrent['Ferry'], concurrent['nginx'])} |",
+            f"| peak RSS MiB | {memory['Ferry'][0]:.1f} | {memory['nginx'][0]:.1f} | {memory['copyparty'][0]:.1f} | |",
+        ]
+    if "sequential" in sections:
+        rss = results.sequential_rss
+        growth = rss[-1] - rss[0]
+        lines += [
+            "",
+            f"## Ferry's memory over {plan.sequential_uploads} sequential {human_size(plan.sequential_size)} uploads",
+            "",
+            f"RSS after the first: {rss[0]:.1f} MiB; after the last: {rss[-1]:.1f} MiB; "
+            f"difference {growth:+.1f} MiB ({'within' if abs(growth) <= 2 else 'NOT within'} the 2 MiB claim).",
+        ]
+    if "tus" in sections:
+        lines += tus_report(results, plan)
+    lines.append("")
     return "\n".join(lines)
+
+
+def tus_report(results: Results, plan: Plan) -> list[str]:
+    size, chunk = human_size(plan.tus_size), human_size(plan.tus_chunk)
+    speed, memory = results.tus, results.tus_memory
+    patches = -(-plan.tus_size // plan.tus_chunk)
+    return [
+        "",
+        f"## Resumable uploads: {size} by tus in {chunk} chunks vs one PUT",
+        "",
+        f"The same {size} of random bytes, uploaded to Ferry (a) by tus 1.0.0: a POST to `/api/uploads/` then "
+        f"{patches} PATCHes of {chunk}, each answered only once fsynced and recorded, the last one moving "
+        "the file into place; and (b) by one `PUT /api/files/{name}` (`curl -T`). Each both direct and through "
+        "nginx as a reverse proxy (`bench/nginx-proxy.conf`: streaming, `proxy_request_buffering off`, "
+        "`proxy_buffering off`, HTTP/1.1 upstream, a new upstream connection per request): tus through a "
+        "listener that caps bodies at 100 MiB like Cloudflare's free plan (checked: "
+        f"it refuses a {size} PUT with 413), the PUT through an uncapped one (`client_max_body_size 0`). The tus client (`bench/tus_upload.py`) "
+        "keeps one connection and sends each chunk with `sendfile`, so it costs less than curl. Times run from "
+        "the connection to the last answer; Ferry fsyncs before answering, so they are durable. Every "
+        "upload's stored size is checked, and the SHA-256 of each case's first upload.",
+        "",
+        "| MB/s | direct | via nginx | via nginx / direct |",
+        "| --- | ---: | ---: | ---: |",
+        f"| tus, {patches} x {chunk} | {spread(speed['tus direct'])} | {spread(speed['tus via nginx'])} | "
+        f"{median_ratio(speed['tus via nginx'], speed['tus direct'])} |",
+        f"| one PUT | {spread(speed['PUT direct'])} | {spread(speed['PUT via nginx'])} | "
+        f"{median_ratio(speed['PUT via nginx'], speed['PUT direct'])} |",
+        f"| tus / PUT | {median_ratio(speed['tus direct'], speed['PUT direct'])} | "
+        f"{median_ratio(speed['tus via nginx'], speed['PUT via nginx'])} | |",
+        "",
+        "Peak RSS (MiB): the highest VmHWM of one upload (reset before each through `/proc/PID/clear_refs`) "
+        "over the runs, for Ferry and for the proxy's nginx worker. One Ferry serves all four cases.",
+        "",
+        "| peak RSS MiB | Ferry, direct | Ferry, via nginx | nginx worker |",
+        "| --- | ---: | ---: | ---: |",
+        f"| tus | {memory['tus direct']['Ferry']:.1f} | {memory['tus via nginx']['Ferry']:.1f} | "
+        f"{memory['tus via nginx']['nginx']:.1f} |",
+        f"| one PUT | {memory['PUT direct']['Ferry']:.1f} | {memory['PUT via nginx']['Ferry']:.1f} | "
+        f"{memory['PUT via nginx']['nginx']:.1f} |",
+    ]
 
 
 # --- Setup ----------------------------------------------------------------------------------------
@@ -622,8 +824,13 @@ def build_sink() -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="100 MiB only, 3 runs, 4 concurrent uploads")
-    plan = QUICK if parser.parse_args().quick else FULL
+    parser.add_argument("--quick", action="store_true",
+                        help="100 MiB only, 3 runs, 4 concurrent uploads; 3 runs of the resumable uploads")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, metavar="SECTION",
+                        help=f"run only these sections ({', '.join(SECTIONS)}); all by default")
+    arguments = parser.parse_args()
+    plan = QUICK if arguments.quick else FULL
+    sections = [section for section in SECTIONS if section in (arguments.only or SECTIONS)]
     started = time.monotonic()
     # SIGTERM (and SIGHUP) unwind like Ctrl-C, through the `finally` that stops the servers.
     for number in (signal.SIGTERM, signal.SIGHUP):
@@ -638,18 +845,29 @@ def main() -> None:
     files = WORK / "files"
     shutil.rmtree(files, ignore_errors=True)
     files.mkdir()
-    results = Results(plan_name="quick" if plan is QUICK else "full")
+    results = Results(plan_name="quick" if plan is QUICK else "full", sections=sections)
     try:
         log("creating the random files")
+        sizes = {
+            *(plan.sizes if "sizes" in sections else ()),
+            *((plan.concurrent_size,) if "concurrent" in sections else ()),
+            *((plan.sequential_size,) if "sequential" in sections else ()),
+            *((plan.tus_size,) if "tus" in sections else ()),
+        }
         sources = {}
-        for size in {*plan.sizes, plan.concurrent_size, plan.sequential_size}:
+        for size in sizes:
             sources[size] = files / f"random-{human_size(size).replace(' ', '')}.bin"
             make_random_file(sources[size], size)
         results.load.append(os.getloadavg()[0])
-        for size in plan.sizes:
-            measure_size(fleet, size, affordable_runs(plan, size, results, started), sources[size], results)
-        measure_concurrent(fleet, plan, sources[plan.concurrent_size], results)
-        measure_sequential_rss(fleet, plan, sources[plan.sequential_size], results)
+        if "sizes" in sections:
+            for size in plan.sizes:
+                measure_size(fleet, size, affordable_runs(plan, size, results, started), sources[size], results)
+        if "concurrent" in sections:
+            measure_concurrent(fleet, plan, sources[plan.concurrent_size], results)
+        if "sequential" in sections:
+            measure_sequential_rss(fleet, plan, sources[plan.sequential_size], results)
+        if "tus" in sections:
+            measure_tus(fleet, plan, sources[plan.tus_size], results)
         results.load.append(os.getloadavg()[0])
     finally:
         fleet.stop()

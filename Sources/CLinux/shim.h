@@ -6,6 +6,7 @@
 /* GNU extensions that glibc exports but Swift's Glibc module hides without _GNU_SOURCE. */
 extern int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags);
 extern int fallocate(int fd, int mode, off_t offset, off_t len);
+extern ssize_t copy_file_range(int fd_in, int64_t *off_in, int fd_out, int64_t *off_out, size_t len, unsigned int flags);
 
 #define CLINUX_RENAME_NOREPLACE (1 << 0)
 #define CLINUX_FALLOC_FL_KEEP_SIZE 0x01

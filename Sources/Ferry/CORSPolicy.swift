@@ -19,7 +19,7 @@ public struct CORSPolicy: Sendable {
     ].joined(separator: ", ")
     static let exposedHeaders = [
         "Location", "Upload-Offset", "Upload-Length", "Tus-Version", "Tus-Resumable", "Tus-Max-Size", "Tus-Extension",
-        "Upload-Metadata", "Upload-Defer-Length", "Upload-Concat", "Upload-Expires", "Ferry-File",
+        "Upload-Metadata", "Upload-Defer-Length", "Upload-Concat", "Upload-Expires", "Ferry-File", "Ferry-Assembly",
         "Ferry-Max-Request-Body", "Content-Range", "Content-Disposition", "ETag", "X-Request-ID", "Retry-After",
     ].joined(separator: ", ")
 

@@ -319,3 +319,101 @@ def test_checksum_errors(ferry, tus):
         status, _, body = tus.patch(url, 0, b"abcd", {"Upload-Checksum": header})
         assert status == 400 and json.loads(body)["error"]["code"] == code, header
     assert tus.head(url)[1]["upload-offset"] == "0"
+
+
+def wait_for_assembly(tus, url, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status, headers, _ = tus.head(url)
+        assert status == 200
+        if headers.get("ferry-assembly") == "done":
+            return headers
+        assert "upload-offset" not in headers, "a final upload has no offset until it is assembled"
+        assert not headers.get("ferry-assembly", "").startswith("failed"), headers
+        time.sleep(0.05)
+    raise AssertionError("the final upload was never assembled")
+
+
+def make_partials(tus, pieces):
+    urls = []
+    for piece in pieces:
+        status, headers, _ = tus.create(len(piece), headers={"Upload-Concat": "partial"})
+        url = created_url(tus, status, headers)
+        assert tus.head(url)[1]["upload-concat"] == "partial"
+        urls.append(url)
+    return urls
+
+
+def test_concatenation_of_finished_partials(ferry, tus):
+    pieces = [os.urandom(300_000), os.urandom(5), os.urandom(1_000_000)]
+    urls = make_partials(tus, pieces)
+    for url, piece in zip(urls, pieces):
+        assert tus.patch(url, 0, piece)[0] == 204
+    assert [p.name for p in ferry.root.iterdir() if p.name != ".ferry"] == [], "partial uploads are never stored as files"
+    whole = b"".join(pieces)
+    concat = "final;" + " ".join(urls[:2]) + " " + ferry.url(urls[2])  # relative and absolute URLs both work
+    status, headers, _ = tus.create(meta=metadata(filename="joined.bin", sha256=hashlib.sha256(whole).hexdigest()),
+                                    headers={"Upload-Concat": concat})
+    final = created_url(tus, status, headers)
+    assert "upload-offset" not in headers
+    headers = wait_for_assembly(tus, final)
+    assert headers["upload-offset"] == str(len(whole)) and headers["upload-length"] == str(len(whole))
+    assert headers["upload-concat"] == concat
+    assert headers["ferry-file"] == "/api/files/joined.bin"
+    assert (ferry.root / "joined.bin").read_bytes() == whole
+    assert all(tus.head(url)[0] == 404 for url in urls), "partials are removed after concatenation"
+    assert tus.patch(final, len(whole), b"x")[0] == 403
+
+
+def test_concatenation_unfinished(ferry, tus):
+    pieces = [b"first-", b"second-", b"third"]
+    urls = make_partials(tus, pieces)
+    assert tus.patch(urls[0], 0, pieces[0])[0] == 204
+    status, headers, _ = tus.create(meta=metadata(filename="early.txt"), headers={"Upload-Concat": "final;" + " ".join(urls)})
+    final = created_url(tus, status, headers)
+    status, headers, _ = tus.head(final)
+    assert headers["ferry-assembly"] == "waiting-for-parts" and "upload-offset" not in headers
+    assert headers["upload-length"] == str(sum(map(len, pieces)))
+    delete = tus.request("DELETE", urls[1])
+    assert delete[0] == 409 and json.loads(delete[2])["error"]["code"] == "partial_in_use"
+    assert tus.patch(urls[2], 0, pieces[2])[0] == 204
+    assert tus.patch(urls[1], 0, pieces[1])[0] == 204
+    wait_for_assembly(tus, final)
+    assert (ferry.root / "early.txt").read_bytes() == b"first-second-third"
+
+
+def test_concatenation_errors(ferry, tus):
+    status, headers, _ = tus.create(3, metadata(filename="plain.txt"))
+    plain = created_url(tus, status, headers)
+    partial = make_partials(tus, [b"abc"])[0]
+    for concat, extra, code in [
+        ("final;" + plain, {}, "not_a_partial_upload"),
+        ("final;/api/uploads/" + "a" * 32, {}, "unknown_partial_upload"),
+        ("final;", {}, "bad_upload_concat"),
+        ("whole", {}, "bad_upload_concat"),
+        ("final;" + partial, {"Upload-Length": "3"}, "bad_upload_length"),
+    ]:
+        status, _, body = tus.request("POST", "/api/uploads/", b"", {"Upload-Concat": concat, **extra})
+        assert status == 400 and json.loads(body)["error"]["code"] == code, (concat, body)
+
+
+def test_cors_for_allowed_origins_on_success_and_errors(start_ferry):
+    ferry = start_ferry("--cors-origins", "https://app.example")
+    tus = Tus(ferry.port)
+    status, headers, _ = tus.request("OPTIONS", "/api/uploads/", tus=False, headers={
+        "Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "upload-length,tus-resumable,upload-metadata"})
+    assert status == 204
+    assert headers["access-control-allow-origin"] == "https://app.example"
+    for name in ["Upload-Length", "Tus-Resumable", "Upload-Metadata", "Upload-Offset"]:
+        assert name in headers["access-control-allow-headers"]
+    assert "PATCH" in headers["access-control-allow-methods"]
+    status, headers, _ = tus.create(3, headers={"Origin": "https://app.example"})
+    assert status == 201
+    exposed = headers["access-control-expose-headers"]
+    for name in ["Location", "Upload-Offset", "Upload-Length", "Tus-Resumable", "Upload-Metadata", "Upload-Expires"]:
+        assert name in exposed
+    status, headers, _ = tus.head("/api/uploads/" + "0" * 32, headers={"Origin": "https://app.example"})
+    assert status == 404 and headers["access-control-allow-origin"] == "https://app.example", "errors carry CORS too"
+    status, headers, _ = tus.create(3, headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in headers

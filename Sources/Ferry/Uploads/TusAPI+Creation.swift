@@ -7,10 +7,11 @@ extension TusAPI {
     /// whole file) and `onconflict` (`refuse`, `overwrite`, `rename`; `?overwrite=1` / `?rename=1` work too).
     /// All are optional; an upload without a name is stored as `upload-<id>`.
     func create(_ request: Request, collectionHasSlash: Bool) throws(HTTPError) -> Reply {
-        if request.headers["Upload-Concat"] != nil {
-            throw HTTPError.badRequest(
-                "concatenation_unsupported", "This server does not offer the concatenation extension yet; upload in one series of PATCHes.")
+        var kind = Upload.Kind.single
+        if let concat = request.headers["Upload-Concat"] {
+            kind = try concatenation(concat)
         }
+        if case .final = kind { return try createFinal(request, kind: kind, collectionHasSlash: collectionHasSlash) }
         let length = try TusProtocol.parseSize(request.headers["Upload-Length"], header: "Upload-Length")
         if let deferred = request.headers["Upload-Defer-Length"] {
             guard deferred == "1" else {
@@ -24,9 +25,18 @@ extension TusAPI {
                 "missing_upload_length", "Send Upload-Length with the file's size (or Upload-Defer-Length: 1).")
         }
         if let length { try checkSize(length) }
+        let id = Hex.random(bytes: 16)
+        let (target, expectedSHA256, policy) = try placement(request, id: id)
+        if !kind.isPartial { try storage.checkUploadTarget(target, policy: policy) }
+        return try start(
+            request, id: id, kind: kind, length: length, target: target, expectedSHA256: expectedSHA256, policy: policy,
+            collectionHasSlash: collectionHasSlash)
+    }
+
+    /// Where a new upload goes, from its metadata and query: target path, expected SHA-256, policy.
+    private func placement(_ request: Request, id: String) throws(HTTPError) -> (RelativePath, String?, CollisionPolicy) {
         let metadata = try TusProtocol.parseMetadata(request.headers["Upload-Metadata"])
         func value(_ key: String) -> String? { metadata.first { $0.key == key }?.text }
-        let id = Hex.random(bytes: 16)
         let folder = try RelativePath(plain: value("folder") ?? "")
         let name = try RelativePath(plain: value("filename") ?? value("name") ?? "upload-\(id)")
         guard !name.isRoot else { throw HTTPError.badRequest("bad_path", "The filename in Upload-Metadata is empty.") }
@@ -47,8 +57,14 @@ extension TusAPI {
             }
             policy = CollisionPolicy(name: choice)
         }
-        try storage.checkUploadTarget(target, policy: policy)
+        return (target, expectedSHA256, policy)
+    }
 
+    /// Makes the upload and answers: at once (`.work`), or after storing the creation request's body.
+    private func start(
+        _ request: Request, id: String, kind: Upload.Kind, length: UInt64?, target: RelativePath,
+        expectedSHA256: String?, policy: CollisionPolicy, collectionHasSlash: Bool
+    ) throws(HTTPError) -> Reply {
         let withBody = request.hasBody
         if withBody && request.headers["Content-Type"] != TusProtocol.contentType {
             throw HTTPError(
@@ -59,8 +75,8 @@ extension TusAPI {
             throw TusAPI.tooLong(length: length, offset: 0)
         }
         let upload = try store.prepare(
-            id: id, length: length, metadataHeader: request.headers["Upload-Metadata"] ?? "", target: target,
-            expectedSHA256: expectedSHA256, policy: policy)
+            id: id, kind: kind, length: length, metadataHeader: request.headers["Upload-Metadata"] ?? "",
+            target: target, expectedSHA256: expectedSHA256, policy: policy)
         let location = (collectionHasSlash ? "" : "uploads/") + id
         if withBody {
             return .consume(try PatchUpload(store: store, upload: upload, request: request, creation: location))
@@ -71,8 +87,15 @@ extension TusAPI {
                 try store.persist(upload)
                 var response = Response(status: 201)
                 response.headers.add("Location", location)
+                if case .final = upload.kind {
+                    // Assembled in the background once every part is filled; HEAD shows the state.
+                    store.assembleIfReady(upload)
+                    return response
+                }
                 response.headers.add("Upload-Offset", "0")
-                if length == 0 {
+                if length == 0 && upload.kind.isPartial {
+                    store.partialFilled(upload)
+                } else if length == 0 {
                     let path = try store.complete(upload)
                     response.headers.add("Ferry-File", FilesAPI.url(of: path))
                 } else {
@@ -83,6 +106,59 @@ extension TusAPI {
                 return Response(error: error)
             }
         }
+    }
+
+    /// `Upload-Concat: partial` or `final;<upload URLs>` (absolute or relative; the last segment is the ID).
+    private func concatenation(_ header: String) throws(HTTPError) -> Upload.Kind {
+        let value = header.trimmingASCIIWhitespace()
+        if value == "partial" { return .partial }
+        guard value.hasPrefix("final;") else {
+            throw HTTPError.badRequest(
+                "bad_upload_concat", "Upload-Concat must be 'partial' or 'final;' followed by the partial uploads' URLs.")
+        }
+        let urls = value.dropFirst("final;".count).split(separator: " ")
+        guard !urls.isEmpty, urls.count <= 10_000 else {
+            throw HTTPError.badRequest("bad_upload_concat", "Upload-Concat: final; needs between 1 and 10000 URLs.")
+        }
+        var parts: [String] = []
+        for url in urls {
+            let path = url.split(separator: "?").first ?? url
+            let id = path.split(separator: "/").last.map(String.init) ?? ""
+            guard Upload.isValidID(Substring(id)), let part = store.upload(id) else {
+                throw HTTPError.badRequest("unknown_partial_upload", "'\(url.prefix(100))' is not an upload of this server.")
+            }
+            guard part.kind.isPartial else {
+                throw HTTPError.badRequest(
+                    "not_a_partial_upload", "'\(url.prefix(100))' was not created with Upload-Concat: partial.")
+            }
+            guard part.snapshot.length != nil else {
+                throw HTTPError.badRequest(
+                    "partial_length_unknown", "The partial upload '\(id)' has no length yet; declare it first.")
+            }
+            parts.append(id)
+        }
+        return .final(parts: parts, header: value)
+    }
+
+    /// `POST` with `Upload-Concat: final;...`: records the final upload and, once every part has all its
+    /// bytes (now or later: concatenation-unfinished), assembles it in the background.
+    private func createFinal(_ request: Request, kind: Upload.Kind, collectionHasSlash: Bool) throws(HTTPError) -> Reply {
+        guard request.headers["Upload-Length"] == nil, request.headers["Upload-Defer-Length"] == nil else {
+            throw HTTPError.badRequest(
+                "bad_upload_length", "A final upload takes no Upload-Length: its length is the sum of its parts.")
+        }
+        guard !request.hasBody else {
+            throw HTTPError(403, code: "final_upload_body", "A final upload takes no data; PATCH its parts instead.")
+        }
+        let length = kind.parts.reduce(UInt64(0)) { $0 + (store.upload($1)?.snapshot.length ?? 0) }
+        try checkSize(length)
+        try storage.checkFreeSpace(for: length)
+        let id = Hex.random(bytes: 16)
+        let (target, expectedSHA256, policy) = try placement(request, id: id)
+        try storage.checkUploadTarget(target, policy: policy)
+        return try start(
+            request, id: id, kind: kind, length: length, target: target, expectedSHA256: expectedSHA256, policy: policy,
+            collectionHasSlash: collectionHasSlash)
     }
 
     func checkSize(_ length: UInt64) throws(HTTPError) {

@@ -15,6 +15,9 @@ extension TusAPI {
         guard let offset = try TusProtocol.parseSize(request.headers["Upload-Offset"], header: "Upload-Offset") else {
             throw HTTPError.badRequest("missing_upload_offset", "PATCH needs Upload-Offset: the offset from HEAD.")
         }
+        if case .final = upload.kind {
+            throw HTTPError(403, code: "final_upload", "A final upload cannot be patched; PATCH its partial uploads.")
+        }
         let progress = upload.snapshot
         if case .complete(let path) = progress.phase, offset == progress.offset, !request.hasBody {
             var response = Response(status: 204)
@@ -182,7 +185,9 @@ final class PatchUpload: BodyConsumer, @unchecked Sendable {
         var response = Response(status: creation == nil ? 204 : 201)
         if let creation { response.headers.add("Location", creation) }
         response.headers.add("Upload-Offset", String(progress.offset))
-        if let length = progress.length, progress.offset == length {
+        if upload.kind.isPartial, upload.isFilled {
+            store.partialFilled(upload)
+        } else if let length = progress.length, progress.offset == length {
             do {
                 let path = try store.complete(upload)
                 response.headers.add("Ferry-File", FilesAPI.url(of: path))

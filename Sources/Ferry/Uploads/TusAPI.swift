@@ -83,7 +83,24 @@ struct TusAPI {
     private func headResponse(_ upload: Upload) -> Response {
         let progress = upload.snapshot
         var response = Response(status: 200)
-        response.headers.add("Upload-Offset", String(progress.offset))
+        switch upload.kind {
+        case .single:
+            response.headers.add("Upload-Offset", String(progress.offset))
+        case .partial:
+            response.headers.add("Upload-Concat", "partial")
+            response.headers.add("Upload-Offset", String(progress.offset))
+        case .final(_, let header):
+            // A final upload has an offset only once it is assembled.
+            response.headers.add("Upload-Concat", header)
+            switch progress.phase {
+            case .receiving: response.headers.add("Ferry-Assembly", "waiting-for-parts")
+            case .assembling: response.headers.add("Ferry-Assembly", "assembling")
+            case .failed(let reason): response.headers.add("Ferry-Assembly", "failed: " + reason.asciiHeaderValue)
+            case .complete:
+                response.headers.add("Ferry-Assembly", "done")
+                response.headers.add("Upload-Offset", String(progress.offset))
+            }
+        }
         if let length = progress.length {
             response.headers.add("Upload-Length", String(length))
         } else {
@@ -111,6 +128,13 @@ struct TusAPI {
 
     /// `DELETE` (termination): cuts a request still writing, then forgets the upload and its bytes.
     private func terminate(_ upload: Upload) -> Reply {
+        if upload.kind.isPartial, let final = store.finals(containing: upload.id).first {
+            return .respond(
+                Response(
+                    error: HTTPError(
+                        409, code: "partial_in_use",
+                        "This partial upload is part of the final upload \(final.id); delete that one first.")))
+        }
         upload.snapshot.writer?.cut()
         let store = self.store
         return .work {
@@ -127,4 +151,11 @@ import Glibc
 
 func usleepMilliseconds(_ milliseconds: UInt32) {
     usleep(milliseconds * 1000)
+}
+
+extension String {
+    /// Printable ASCII only, for a header value made from a message.
+    var asciiHeaderValue: String {
+        String(String.UnicodeScalarView(unicodeScalars.map { $0.value >= 0x20 && $0.value < 0x7F ? $0 : "?" }))
+    }
 }

@@ -5,6 +5,7 @@ enum TusProtocol {
     static let version = "1.0.0"
     static let extensions = [
         "creation", "creation-with-upload", "creation-defer-length", "termination", "expiration", "checksum",
+        "concatenation", "concatenation-unfinished",
     ]
     static let contentType = "application/offset+octet-stream"
 

@@ -9,8 +9,28 @@ final class Upload: Sendable {
     enum Phase: Sendable, Equatable {
         /// Accepting bytes.
         case receiving
+        /// A final upload whose partial uploads are being concatenated, in the background.
+        case assembling
         /// Finished and stored at this path.
         case complete(RelativePath)
+        /// A final upload whose concatenation failed; the message says why.
+        case failed(String)
+    }
+
+    /// Plain, or a part of the concatenation extension.
+    enum Kind: Sendable, Equatable {
+        case single
+        /// A partial upload: never stored as a file of its own, only concatenated into a final one.
+        case partial
+        /// A final upload: the concatenation of these partial uploads (IDs, in order), as the
+        /// `Upload-Concat` header named them (`header`).
+        case final(parts: [String], header: String)
+
+        var isPartial: Bool { self == .partial }
+        var parts: [String] {
+            if case .final(let parts, _) = self { return parts }
+            return []
+        }
     }
 
     struct Progress: Sendable {
@@ -28,6 +48,7 @@ final class Upload: Sendable {
     }
 
     let id: String
+    let kind: Kind
     /// `Upload-Metadata` exactly as the client sent it (echoed by `HEAD`).
     let metadataHeader: String
     /// Where the file goes when complete.
@@ -39,10 +60,11 @@ final class Upload: Sendable {
     let progress: Mutex<Progress>
 
     init(
-        id: String, metadataHeader: String, target: RelativePath, expectedSHA256: String?, policy: CollisionPolicy,
-        created: Int64, progress: Progress
+        id: String, kind: Kind, metadataHeader: String, target: RelativePath, expectedSHA256: String?,
+        policy: CollisionPolicy, created: Int64, progress: Progress
     ) {
         self.id = id
+        self.kind = kind
         self.metadataHeader = metadataHeader
         self.target = target
         self.expectedSHA256 = expectedSHA256
@@ -52,6 +74,12 @@ final class Upload: Sendable {
     }
 
     var snapshot: Progress { progress.withLock { $0 } }
+
+    /// Whether all of its bytes have arrived (for a partial upload: ready to be concatenated).
+    var isFilled: Bool {
+        let progress = snapshot
+        return progress.length.map { progress.offset == $0 } ?? false
+    }
 
     /// IDs are 32 lowercase hex digits; anything else (a path, say) is not an upload.
     static func isValidID(_ text: Substring) -> Bool {

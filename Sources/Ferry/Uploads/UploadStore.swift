@@ -43,7 +43,14 @@ final class UploadStore: Sendable {
                     updated INTEGER NOT NULL
                 )
                 """
-            ])
+            ]),
+        Migration(
+            version: 2,
+            [
+                // Concatenation: 'partial', or the final upload's Upload-Concat header; its part IDs.
+                "ALTER TABLE uploads ADD COLUMN concat TEXT",
+                "ALTER TABLE uploads ADD COLUMN parts TEXT",
+            ]),
     ]
 
     init(storage: Storage, expiry: Int64, maximumSize: UInt64?, logger: Logger, startupLogger: Logger) throws {
@@ -64,6 +71,8 @@ final class UploadStore: Sendable {
 
     func upload(_ id: String) -> Upload? { uploads.withLock { $0[id] } }
 
+    func allUploads() -> [Upload] { uploads.withLock { Array($0.values) } }
+
     static func now() -> Int64 {
         var time = timespec()
         clock_gettime(CLOCK_REALTIME, &time)
@@ -76,8 +85,8 @@ final class UploadStore: Sendable {
     /// memory. Quick enough for an event-loop thread; `persist` then records it durably. Throws 507 when
     /// the declared length cannot fit.
     func prepare(
-        id: String, length: UInt64?, metadataHeader: String, target: RelativePath, expectedSHA256: String?,
-        policy: CollisionPolicy
+        id: String, kind: Upload.Kind = .single, length: UInt64?, metadataHeader: String, target: RelativePath,
+        expectedSHA256: String?, policy: CollisionPolicy
     ) throws(HTTPError) -> Upload {
         let path = dataPath(id)
         let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
@@ -87,7 +96,7 @@ final class UploadStore: Sendable {
             throw HTTPError(500, code: "io_error", "Cannot create the upload: \(error).")
         }
         defer { close(descriptor) }
-        if let length {
+        if let length, !kind.isPartial || length > 0 {
             do {
                 try storage.reserve(length, descriptor: descriptor)
             } catch {
@@ -97,8 +106,8 @@ final class UploadStore: Sendable {
         }
         let now = UploadStore.now()
         let upload = Upload(
-            id: id, metadataHeader: metadataHeader, target: target, expectedSHA256: expectedSHA256, policy: policy,
-            created: now,
+            id: id, kind: kind, metadataHeader: metadataHeader, target: target, expectedSHA256: expectedSHA256,
+            policy: policy, created: now,
             progress: .init(length: length, offset: 0, hashState: SHA256().state, phase: .receiving, updated: now))
         uploads.withLock { $0[id] = upload }
         return upload
@@ -113,13 +122,14 @@ final class UploadStore: Sendable {
                 try connection.execute(
                     """
                     INSERT INTO uploads (id, length, offset, hash_state, metadata, target, expected_sha256, policy,
-                        created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        created, updated, concat, parts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """,
                     [
                         .text(upload.id), progress.length.map { .integer(Int64($0)) } ?? .null,
                         .integer(Int64(progress.offset)), .blob(progress.hashState), .text(upload.metadataHeader),
                         .text(upload.target.description), upload.expectedSHA256.map { .text($0) } ?? .null,
                         .text(upload.policy.name), .integer(upload.created), .integer(progress.updated),
+                        upload.kind.column, upload.kind.parts.isEmpty ? .null : .text(upload.kind.parts.joined(separator: " ")),
                     ])
             }
         } catch {
@@ -202,7 +212,9 @@ final class UploadStore: Sendable {
     /// completed upload is the user's and stays. Blocking.
     func remove(_ upload: Upload) {
         uploads.withLock { _ = $0.removeValue(forKey: upload.id) }
-        if case .receiving = upload.snapshot.phase {
+        if case .complete = upload.snapshot.phase {
+            // The data file became the user's file.
+        } else {
             unlink(dataPath(upload.id))
             storage.syncDirectory(containing: dataPath(upload.id))
         }
@@ -231,7 +243,8 @@ final class UploadStore: Sendable {
                 phase = .complete(path)
             }
             let upload = Upload(
-                id: id, metadataHeader: row["metadata"].text ?? "", target: target,
+                id: id, kind: Upload.Kind(column: row["concat"].text, parts: row["parts"].text),
+                metadataHeader: row["metadata"].text ?? "", target: target,
                 expectedSHA256: row["expected_sha256"].text, policy: CollisionPolicy(name: row["policy"].text ?? ""),
                 created: row["created"].integer ?? 0,
                 progress: .init(
@@ -240,10 +253,18 @@ final class UploadStore: Sendable {
             known[id] = upload
         }
         uploads.withLock { $0 = known }
-        for upload in known.values where upload.snapshot.phase == .receiving {
+        for upload in known.values where upload.snapshot.phase == .receiving && upload.kind.parts.isEmpty {
             reconcile(upload, log: log)
         }
         removeOrphans(known: Set(known.keys), log: log)
+        // Concatenations a crash interrupted start over; parts of finished ones are removed.
+        for upload in known.values where !upload.kind.parts.isEmpty {
+            if case .complete = upload.snapshot.phase {
+                for part in upload.kind.parts { if let partial = self.upload(part) { remove(partial) } }
+            } else {
+                assembleIfReady(upload)
+            }
+        }
     }
 
     private func reconcile(_ upload: Upload, log: Logger) {
@@ -318,6 +339,24 @@ final class UploadStore: Sendable {
     /// When an unfinished upload expires, as an HTTP date.
     func expires(_ upload: Upload) -> String {
         HTTPDate.format(upload.snapshot.updated + expiry)
+    }
+}
+
+extension Upload.Kind {
+    var column: DatabaseValue {
+        switch self {
+        case .single: return .null
+        case .partial: return .text("partial")
+        case .final(_, let header): return .text(header)
+        }
+    }
+
+    init(column: String?, parts: String?) {
+        switch column {
+        case nil: self = .single
+        case "partial": self = .partial
+        case let header?: self = .final(parts: (parts ?? "").split(separator: " ").map(String.init), header: header)
+        }
     }
 }
 
