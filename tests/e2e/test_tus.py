@@ -417,3 +417,20 @@ def test_cors_for_allowed_origins_on_success_and_errors(start_ferry):
     assert status == 404 and headers["access-control-allow-origin"] == "https://app.example", "errors carry CORS too"
     status, headers, _ = tus.create(3, headers={"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in headers
+
+
+def test_idle_unfinished_uploads_expire(start_ferry):
+    ferry = start_ferry("--upload-expiry", "2")
+    tus = Tus(ferry.port)
+    status, headers, _ = tus.create(10, metadata(filename="stale.bin"))
+    url = created_url(tus, status, headers)
+    tus.patch(url, 0, b"12345")
+    expires = tus.head(url)[1]["upload-expires"]
+    assert expires.endswith("GMT")
+    upload_id = url.rsplit("/", 1)[1]
+    deadline = time.time() + 15
+    while time.time() < deadline and tus.head(url)[0] == 200:
+        time.sleep(0.2)
+    assert tus.head(url)[0] == 404
+    assert not (ferry.root / ".ferry/uploads" / upload_id).exists()
+    assert f"event=upload_expired upload={upload_id}" in ferry.logs()
