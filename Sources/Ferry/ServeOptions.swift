@@ -84,44 +84,41 @@ public struct ServeOptions: Sendable, Equatable {
         }
         if let listen = values["--listen"] { (host, port) = try ServeOptions.parseListen(listen) }
         if let text = values["--max-request-body"] {
-            guard let bytes = ServeOptions.parseSize(text), bytes > 0 else {
-                throw Invalid(description: "--max-request-body must be a size in bytes such as 95MiB, got '\(text)'")
-            }
-            maximumRequestBody = bytes
-        }
-        if let text = values["--idle-timeout"] {
-            guard let seconds = UInt32(text), seconds > 0 else {
-                throw Invalid(description: "--idle-timeout must be a whole number of seconds, got '\(text)'")
-            }
-            idleTimeout = seconds
-        }
-        if let text = values["--max-connections-per-client"] {
-            guard let count = UInt32(text), count > 0 else {
-                throw Invalid(description: "--max-connections-per-client must be a positive number, got '\(text)'")
-            }
-            connectionsPerClient = count
+            maximumRequestBody = try ServeOptions.bytes(text, flag: "--max-request-body", example: "95MiB")
         }
         if let text = values["--max-upload-size"] {
-            guard let bytes = ServeOptions.parseSize(text), bytes > 0 else {
-                throw Invalid(description: "--max-upload-size must be a size in bytes such as 50GiB, got '\(text)'")
-            }
-            maximumUploadSize = bytes
+            maximumUploadSize = try ServeOptions.bytes(text, flag: "--max-upload-size", example: "50GiB")
+        }
+        if let text = values["--idle-timeout"] {
+            idleTimeout = UInt32(try ServeOptions.number(text, flag: "--idle-timeout", in: 1...86_400))
+        }
+        if let text = values["--max-connections-per-client"] {
+            connectionsPerClient = UInt32(try ServeOptions.number(text, flag: "--max-connections-per-client", in: 1...65_535))
         }
         if let text = values["--upload-expiry"] {
-            guard let seconds = Int(text), seconds > 0 else {
-                throw Invalid(description: "--upload-expiry must be a positive number of seconds, got '\(text)'")
-            }
-            uploadExpiry = seconds
+            uploadExpiry = try ServeOptions.number(text, flag: "--upload-expiry", in: 1...Int(Int32.max))
+        }
+        if let text = values["--threads"] {
+            threads = try ServeOptions.number(text, flag: "--threads", in: 1...256)
         }
         if let text = values["--cors-origins"] {
             corsOrigins = text.split(separator: ",").map { String($0).trimmingASCIIWhitespace() }.filter { !$0.isEmpty }
         }
-        if let text = values["--threads"] {
-            guard let count = Int(text), (1...256).contains(count) else {
-                throw Invalid(description: "--threads must be between 1 and 256, got '\(text)'")
-            }
-            threads = count
+    }
+
+    private static func bytes(_ text: String, flag: String, example: String) throws(Invalid) -> UInt64 {
+        guard let bytes = parseSize(text), bytes > 0 else {
+            throw Invalid(description: "\(flag) must be a size in bytes such as \(example), got '\(text)'")
         }
+        return bytes
+    }
+
+    private static func number(_ text: String, flag: String, in range: ClosedRange<Int>) throws(Invalid) -> Int {
+        guard let value = Int(text), range.contains(value) else {
+            throw Invalid(
+                description: "\(flag) must be a whole number from \(range.lowerBound) to \(range.upperBound), got '\(text)'")
+        }
+        return value
     }
 
     /// `HOST:PORT`, `[v6]:PORT` or `:PORT` (all interfaces).
