@@ -8,7 +8,10 @@ extern int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char
 extern int fallocate(int fd, int mode, off_t offset, off_t len);
 extern ssize_t copy_file_range(int fd_in, int64_t *off_in, int fd_out, int64_t *off_out, size_t len, unsigned int flags);
 
+extern int sync_file_range(int fd, int64_t offset, int64_t nbytes, unsigned int flags);
+
 #define CLINUX_RENAME_NOREPLACE (1 << 0)
+#define CLINUX_SYNC_FILE_RANGE_WRITE 2
 #define CLINUX_FALLOC_FL_KEEP_SIZE 0x01
 
 #endif

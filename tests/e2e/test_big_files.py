@@ -59,45 +59,64 @@ def test_1gib_by_put_and_multipart_then_download_whole_and_by_ranges(ferry, gib_
     assert sha256_file(partial) == digest
 
 
-def test_small_get_is_answered_while_another_upload_is_being_fsynced(start_ferry, gib_file):
-    """One event-loop thread: a blocking fsync on it would hold the GET until the PUT is answered."""
+def test_small_get_is_answered_while_another_upload_is_being_made_durable(start_ferry, gib_file):
+    """One event-loop thread, and a disk made slow (a 3 s pause before each upload's fsync): were the
+    fsync and rename done on the event loop, the GET would wait for the PUT's answer."""
     path, digest = gib_file
-    ferry = start_ferry("--threads", "1")
-    curl("-T", "/dev/null", ferry.url("/api/files/tiny.txt"))
+    ferry = start_ferry("--threads", "1", env={"FERRY_TEST_COMMIT_DELAY_MS": "3000"})
+    (ferry.root / "tiny.txt").write_bytes(b"tiny")
     size = path.stat().st_size
-    outcomes = []
-    for attempt in range(3):
-        upload = socket.create_connection(("127.0.0.1", ferry.port))
-        upload.sendall(f"PUT /api/files/fsync-{attempt}.bin HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n"
-                       .encode())
-        with open(path, "rb") as source:
-            upload.sendfile(source)
-        # The body is all sent; wait until the server has all of it in its temporary file: from then on
-        # it is in fsync and rename.
-        tmp = ferry.root / ".ferry/tmp"
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            sizes = [p.stat().st_size for p in tmp.iterdir()]
-            if sizes and max(sizes) == size:
-                break
-            time.sleep(0.001)
-        get = curl(ferry.url("/api/files/tiny.txt"))
-        assert get.status == 200
-        upload.setblocking(False)
-        try:
-            answered_first = upload.recv(1) != b""
-        except BlockingIOError:
-            answered_first = False
-        upload.setblocking(True)
-        response = b""
-        while b"\r\n\r\n" not in response:
-            response += upload.recv(65536)
-        upload.close()
-        assert response.startswith(b"HTTP/1.1 201")
-        outcomes.append(not answered_first)
-        if outcomes[-1]:
-            break
-    assert any(outcomes), "the GET waited for another connection's fsync"
+    upload = socket.create_connection(("127.0.0.1", ferry.port))
+    upload.sendall(f"PUT /api/files/durable.bin HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n".encode())
+    with open(path, "rb") as source:
+        upload.sendfile(source)
+    # Every byte has arrived once the temporary file is whole: the upload is now being made durable.
+    tmp = ferry.root / ".ferry/tmp"
+    deadline = time.time() + 60
+    while not any(p.stat().st_size == size for p in tmp.iterdir()):
+        assert time.time() < deadline, "the upload never arrived"
+        time.sleep(0.01)
+    get = curl(ferry.url("/api/files/tiny.txt"))
+    assert get.status == 200 and get.body == b"tiny"
+    upload.setblocking(False)
+    try:
+        answered = upload.recv(1) != b""
+    except BlockingIOError:
+        answered = False
+    assert not answered, "the GET was answered only after the upload's commit"
+    upload.setblocking(True)
+    response = b""
+    while b"\r\n\r\n" not in response:
+        response += upload.recv(65536)
+    upload.close()
+    assert response.startswith(b"HTTP/1.1 201")
+    assert sha256_file(ferry.root / "durable.bin") == digest
+
+
+def test_small_get_is_answered_during_a_long_recursive_delete(start_ferry):
+    """Real slow work on a worker: deleting a folder of 30,000 files, with one event-loop thread."""
+    ferry = start_ferry("--threads", "1")
+    (ferry.root / "tiny.txt").write_bytes(b"tiny")
+    many = ferry.root / "many"
+    many.mkdir()
+    for index in range(30_000):
+        (many / f"f{index}").touch()
+    result = {}
+
+    def delete():
+        result["reply"] = curl("-X", "DELETE", ferry.url("/api/files/many?recursive=1"))
+
+    worker = threading.Thread(target=delete)
+    worker.start()
+    deadline = time.time() + 30
+    while len(os.listdir(many)) == 30_000:
+        assert time.time() < deadline
+        time.sleep(0.001)
+    get = curl(ferry.url("/api/files/tiny.txt"))
+    assert get.status == 200
+    assert many.exists() and "reply" not in result, "the GET must be answered while the delete is still running"
+    worker.join()
+    assert result["reply"].status == 204 and not many.exists()
 
 
 # Sizes around 2^31 and 2^32 (case C02). Sparse sources with distinct bytes at each boundary, so a

@@ -76,6 +76,7 @@ final class FileWriter: @unchecked Sendable {
     /// folder. Blocking: call from a worker thread. On failure the temporary file is removed.
     func commit(at path: RelativePath, policy: CollisionPolicy) throws(HTTPError) -> Stored {
         defer { discard() }
+        TestHooks.beforeCommit()
         // A reservation past the data (fallocate KEEP_SIZE) is released by truncating to the real size.
         if ftruncate(descriptor, off_t(size)) != 0 || fsync(descriptor) != 0 {
             let error = SystemError("fsync", temporaryPath)

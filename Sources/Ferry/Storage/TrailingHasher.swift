@@ -1,3 +1,4 @@
+internal import CLinux
 import Dispatch
 import Synchronization
 
@@ -25,7 +26,11 @@ final class TrailingHasher: @unchecked Sendable {
     private let scheduled = Atomic<Bool>(false)
     /// Bytes hashed so far; only touched on `queue`.
     private var hashed: UInt64 = 0
+    /// Bytes handed to the kernel for writeback so far; only touched on `queue`.
+    private var flushed: UInt64 = 0
     private var failed = false
+    /// Writeback is started every this many bytes.
+    private static let writebackStep: UInt64 = 8 << 20
     private static let blockSize = 64 * 1024
     private static let pool = DispatchQueue(label: "ferry.hashing", attributes: .concurrent)
 
@@ -36,6 +41,7 @@ final class TrailingHasher: @unchecked Sendable {
         guard descriptor >= 0 else { return nil }
         self.digest = digest
         hashed = offset
+        flushed = offset
         written.store(offset, ordering: .relaxed)
         queue = DispatchQueue(label: "ferry.hash", target: TrailingHasher.pool)
     }
@@ -75,7 +81,17 @@ final class TrailingHasher: @unchecked Sendable {
             }
             digest.update(UnsafeRawBufferPointer(rebasing: buffer[0..<got]))
             hashed += UInt64(got)
+            if hashed - flushed >= TrailingHasher.writebackStep { startWriteback() }
         }
+    }
+
+    /// Asks the kernel to start writing the hashed range to disk now, without waiting for it. Otherwise
+    /// nothing reaches the disk until the final fsync (the kernel lets gigabytes of dirty pages pile up
+    /// first), and receiving and writing happen one after the other instead of side by side. It also
+    /// keeps dirty memory low on a small machine.
+    private func startWriteback() {
+        sync_file_range(descriptor, Int64(flushed), Int64(hashed - flushed), UInt32(CLINUX_SYNC_FILE_RANGE_WRITE))
+        flushed = hashed
     }
 
     /// Waits until the first `size` bytes are hashed and returns the running state (to resume later);
