@@ -10,6 +10,9 @@ extern ssize_t copy_file_range(int fd_in, int64_t *off_in, int fd_out, int64_t *
 
 extern int sync_file_range(int fd, int64_t offset, int64_t nbytes, unsigned int flags);
 
+extern int mallopt(int param, int value);
+
+#define CLINUX_M_ARENA_MAX (-8)
 #define CLINUX_RENAME_NOREPLACE (1 << 0)
 #define CLINUX_SYNC_FILE_RANGE_WRITE 2
 #define CLINUX_FALLOC_FL_KEEP_SIZE 0x01

@@ -60,6 +60,7 @@ func serve(_ arguments: [String]) -> Never {
     } catch {
         fail(error.description)
     }
+    ProcessTuning.limitMallocArenas()
     let logger = Logger(label: "ferry")
     // Lines logged while starting (recovered uploads, say) follow the 'listening' line, which comes first.
     let startupLines = LineBuffer()

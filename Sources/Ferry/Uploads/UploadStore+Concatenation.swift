@@ -40,7 +40,7 @@ extension UploadStore {
     private func assemble(_ final: Upload, parts: [Upload]) {
         do throws(HTTPError) {
             let total = try concatenate(parts, into: dataPath(final.id), final: final)
-            try complete(final)
+            _ = try complete(final)
             for part in parts { remove(part) }
             logger.info("upload_assembled", ["upload": .string(final.id), "parts": .of(parts.count), "bytes": .uint(total)])
         } catch {
