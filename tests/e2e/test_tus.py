@@ -441,3 +441,63 @@ def test_idle_unfinished_uploads_expire(start_ferry):
     assert tus.head(url)[0] == 404
     assert not (ferry.root / ".ferry/uploads" / upload_id).exists()
     assert f"event=upload_expired upload={upload_id}" in ferry.logs()
+
+
+def test_a_head_does_not_cut_a_patch_that_is_still_sending(ferry, tus):
+    """A progress poller (or a second tab) must not abort a healthy upload."""
+    import threading
+
+    size = 40 * 65536
+    status, headers, _ = tus.create(size, metadata(filename="live.bin"))
+    url = created_url(tus, status, headers)
+    result = {}
+
+    def slow_patch():
+        with socket.create_connection(("127.0.0.1", ferry.port)) as sock:
+            sock.sendall((f"PATCH {url} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n"
+                          f"Content-Type: application/offset+octet-stream\r\nContent-Length: {size}\r\n\r\n").encode())
+            for _ in range(40):
+                sock.sendall(b"L" * 65536)
+                time.sleep(0.05)
+            result["response"] = sock.recv(65536)
+
+    sender = threading.Thread(target=slow_patch)
+    sender.start()
+    time.sleep(0.5)
+    status, headers, _ = tus.head(url)
+    assert status in (200, 423)
+    sender.join()
+    assert result["response"].startswith(b"HTTP/1.1 204"), result["response"][:200]
+    assert (ferry.root / "live.bin").read_bytes() == b"L" * size
+
+
+def test_sigkill_during_a_checksummed_patch_keeps_none_of_it(start_ferry):
+    import base64
+    import signal
+
+    ferry = start_ferry()
+    tus = Tus(ferry.port)
+    status, headers, _ = tus.create(8_000_000, metadata(filename="verified.bin"))
+    url = created_url(tus, status, headers)
+    upload_id = url.rsplit("/", 1)[1]
+    good = os.urandom(8_000_000)
+    checksum = "sha1 " + base64.b64encode(hashlib.sha1(good).digest()).decode()
+    sock = socket.create_connection(("127.0.0.1", ferry.port))
+    sock.sendall((f"PATCH {url} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n"
+                  f"Upload-Checksum: {checksum}\r\n"
+                  "Content-Type: application/offset+octet-stream\r\nContent-Length: 8000000\r\n\r\n").encode()
+                 + b"\xee" * 3_000_000)  # bytes that will never match
+    data = ferry.root / ".ferry/uploads" / upload_id
+    deadline = time.time() + 10
+    while data.stat().st_size < 3_000_000:
+        assert time.time() < deadline
+        time.sleep(0.01)
+    ferry.stop(signal.SIGKILL)
+    sock.close()
+    again = start_ferry(root=ferry.root)
+    status, headers, _ = Tus(again.port).head(url)
+    assert status == 200 and headers["upload-offset"] == "0", "unverified bytes must not count after a crash"
+    assert data.stat().st_size == 0
+    status, headers, _ = Tus(again.port).patch(url, 0, good, {"Upload-Checksum": checksum})
+    assert status == 204
+    assert (again.root / "verified.bin").read_bytes() == good

@@ -54,6 +54,7 @@ final class PatchUpload: BodyConsumer, @unchecked Sendable {
     private let descriptor: Int32
     private let hasher: TrailingHasher
     private let connection: ConnectionControl
+    private let writer: ActiveWriter
     private var written: UInt64 = 0
     /// The `Upload-Checksum` of this request's body, if the client sent one, and its running digest.
     private let checksum: (digest: ChecksumDigest, expected: [UInt8])?
@@ -98,17 +99,25 @@ final class PatchUpload: BodyConsumer, @unchecked Sendable {
         guard descriptor >= 0 else {
             throw HTTPError(500, code: "io_error", "The server cannot open this upload's data: \(SystemError("open", path)).")
         }
-        // One writer at a time. A second request while the first still runs: the first is cut (it keeps
-        // what it wrote) and this one is refused with 423, to be retried once the first has let go.
-        let taken: ConnectionControl? = upload.progress.withLock { progress in
+        // One writer at a time. A second request while the first holds the upload gets 423, to retry; if
+        // the first has gone silent it is cut (keeping what it wrote), so the retry gets through.
+        let writer = ActiveWriter(connection: request.connection)
+        self.writer = writer
+        let taken: ActiveWriter? = upload.progress.withLock { progress in
             if let current = progress.writer { return current }
-            progress.writer = request.connection
+            progress.writer = writer
             return nil
         }
         if let taken {
             close(descriptor)
-            taken.cut()
+            if taken.isStalled { taken.connection.cut() }
             throw TusAPI.locked
+        }
+        if checksum != nil {
+            // Until this body is verified, none of it may count, not even after a crash: the marker tells
+            // recovery to cut the file back to the recorded offset.
+            let marker = open(store.verifyingMarker(upload.id), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            if marker >= 0 { close(marker) }
         }
     }
 
@@ -117,6 +126,7 @@ final class PatchUpload: BodyConsumer, @unchecked Sendable {
             throw TusAPI.tooLong(length: length, offset: start + written)
         }
         guard var base = block.baseAddress else { return }
+        writer.touch()
         checksum?.digest.update(block)
         var remaining = block.count
         var position = off_t(start + written)
@@ -150,6 +160,7 @@ final class PatchUpload: BodyConsumer, @unchecked Sendable {
             if !complete || actual != checksum.expected {
                 ftruncate(descriptor, off_t(start))
                 fsync(descriptor)
+                unlink(store.verifyingMarker(upload.id))
                 written = 0
                 if creation != nil { try? store.persist(upload) }
                 guard complete else { return nil }
@@ -172,6 +183,7 @@ final class PatchUpload: BodyConsumer, @unchecked Sendable {
         } catch {
             return error
         }
+        if checksum != nil { unlink(store.verifyingMarker(upload.id)) }
         return nil
     }
 

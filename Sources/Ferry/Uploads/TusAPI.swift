@@ -67,16 +67,19 @@ struct TusAPI {
 
     // MARK: HEAD
 
-    /// `HEAD`: the durable offset. While another request is still writing to the upload (a client that
-    /// resumes before the server noticed its old connection die), that request is cut first, so the
-    /// answer is the offset the next PATCH must use; 423 only if it has not let go within seconds.
+    /// `HEAD`: the durable offset. While another request is writing to the upload, HEAD waits (a few
+    /// seconds at most) for it to end; a request that has gone silent (a client that resumes before the
+    /// server noticed its old connection die) is cut, keeping its bytes, so the answer is the offset the
+    /// next PATCH must use. A request still delivering bytes is never cut by a HEAD: 423 if it goes on.
     private func head(_ upload: Upload) -> Reply {
-        guard let writer = upload.snapshot.writer else { return .respond(headResponse(upload)) }
-        writer.cut()
+        guard upload.snapshot.writer != nil else { return .respond(headResponse(upload)) }
         return .work {
-            for _ in 0..<50 where upload.snapshot.writer != nil { usleepMilliseconds(100) }
-            guard upload.snapshot.writer == nil else { return Response(error: TusAPI.locked) }
-            return headResponse(upload)
+            for _ in 0..<60 {
+                guard let writer = upload.snapshot.writer else { return headResponse(upload) }
+                if writer.isStalled { writer.connection.cut() }
+                usleepMilliseconds(100)
+            }
+            return upload.snapshot.writer == nil ? headResponse(upload) : Response(error: TusAPI.locked)
         }
     }
 
@@ -120,7 +123,8 @@ struct TusAPI {
         headers.add("Retry-After", "1")
         return HTTPError(
             423, code: "upload_locked",
-            "Another request is still writing to this upload; it is being stopped. Retry in a second.",
+            "Another request is still writing to this upload. Retry in a second; a request that has stalled "
+                + "is stopped after 3 seconds of silence, keeping its bytes.",
             headers: headers)
     }()
 
@@ -135,7 +139,7 @@ struct TusAPI {
                         409, code: "partial_in_use",
                         "This partial upload is part of the final upload \(final.id); delete that one first.")))
         }
-        upload.snapshot.writer?.cut()
+        upload.snapshot.writer?.connection.cut()
         let store = self.store
         return .work {
             for _ in 0..<50 where upload.snapshot.writer != nil { usleepMilliseconds(100) }

@@ -1,6 +1,39 @@
 import HTTPServer
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The request that holds an upload's writer slot: its connection (to cut it) and when it last
+/// delivered bytes, so that only a request that has gone silent is cut for a newcomer.
+///
+/// Thread-safety: `Sendable`; the time is atomic.
+final class ActiveWriter: Sendable {
+    let connection: ConnectionControl
+    private let lastActivity = Atomic<Int64>(ActiveWriter.milliseconds())
+    /// A writer silent this long is taken for dead (its client has gone and the server has not noticed).
+    static let stallMilliseconds: Int64 = 3000
+
+    init(connection: ConnectionControl) {
+        self.connection = connection
+    }
+
+    func touch() {
+        lastActivity.store(ActiveWriter.milliseconds(), ordering: .relaxed)
+    }
+
+    var isStalled: Bool {
+        ActiveWriter.milliseconds() - lastActivity.load(ordering: .relaxed) >= ActiveWriter.stallMilliseconds
+    }
+
+    private static func milliseconds() -> Int64 {
+        var time = timespec()
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &time)
+        return Int64(time.tv_sec) * 1000 + Int64(time.tv_nsec) / 1_000_000
+    }
+}
+
 /// One tus upload: what it was created with (immutable) and where it stands (behind a lock).
 ///
 /// Thread-safety: `Sendable`; the mutable part lives in a `Mutex`. Changes to `offset` and `hashState`
@@ -44,7 +77,7 @@ final class Upload: Sendable {
         /// Seconds since the epoch of the last change.
         var updated: Int64
         /// The request writing to this upload now, if any.
-        var writer: ConnectionControl?
+        var writer: ActiveWriter?
     }
 
     let id: String

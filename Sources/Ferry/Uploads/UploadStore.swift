@@ -69,6 +69,9 @@ final class UploadStore: Sendable {
 
     func dataPath(_ id: String) -> String { directory + "/" + id }
 
+    /// Present while a checksummed PATCH is unverified: its bytes must not count, even after a crash.
+    func verifyingMarker(_ id: String) -> String { directory + "/" + id + ".verifying" }
+
     func upload(_ id: String) -> Upload? { uploads.withLock { $0[id] } }
 
     func allUploads() -> [Upload] { uploads.withLock { Array($0.values) } }
@@ -285,6 +288,14 @@ final class UploadStore: Sendable {
             return
         }
         defer { close(descriptor) }
+        if access(verifyingMarker(upload.id), F_OK) == 0 {
+            // A checksummed PATCH was cut by the crash before it was verified: none of it counts.
+            ftruncate(descriptor, off_t(progress.offset))
+            fsync(descriptor)
+            unlink(verifyingMarker(upload.id))
+            log.info("upload_unverified_bytes_dropped", ["upload": .string(upload.id), "offset": .uint(progress.offset)])
+            return
+        }
         var info = stat()
         fstat(descriptor, &info)
         var size = UInt64(info.st_size)
@@ -314,7 +325,8 @@ final class UploadStore: Sendable {
         defer { closedir(handle) }
         while let entry = readdir(handle) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name == "." || name == ".." || known.contains(name) { continue }
+            let id = name.hasSuffix(".verifying") ? String(name.dropLast(".verifying".count)) : name
+            if name == "." || name == ".." || known.contains(id) { continue }
             unlink(directory + "/" + name)
             log.info("upload_orphan_removed", ["file": .string(name)])
         }
