@@ -27,6 +27,10 @@ final class RequestContext: @unchecked Sendable {
     let started: timespec
     var state: State
     var bytesIn: UInt64 = 0
+    /// Bytes of a refused body read and dropped.
+    var bytesDiscarded: UInt64 = 0
+    /// How much of a refused body is dropped before the answer goes out regardless.
+    var discardLimit: UInt64 = ServerCore.discardLimit
     var status = 0
     var bytesOut: UInt64 = 0
     var lastProgress: timespec

@@ -141,6 +141,11 @@ private let collectValueCallback: MHD_KeyValueIterator = { cls, _, key, value in
 extension ServerCore {
     /// The head has arrived: ask the responder what to do.
     func begin(_ request: Request) -> RequestContext {
+        if request.headers.values("Content-Length").count > 1 {
+            let error = HTTPError.badRequest(
+                "bad_content_length", "The request has more than one Content-Length header; send exactly one.")
+            return RequestContext(request: request, state: .ready(Response(error: error)), logsProgress: false)
+        }
         let declared = request.contentLength
         let logsProgress = request.hasBody && (declared ?? .max) >= 1 << 20
         if let limit = configuration.maximumRequestBody, let declared, declared > limit {
@@ -175,23 +180,40 @@ extension ServerCore {
     /// (413); otherwise the body is drained first, so the client reads a clean answer.
     func afterHead(_ context: RequestContext, connection: OpaquePointer) -> MHD_Result {
         guard case .ready(let response) = context.state, context.request.hasBody else { return .YES }
-        if context.request.expectsContinue || response.status == 413 {
+        let declared = context.request.contentLength ?? 0
+        if context.request.expectsContinue || declared > ServerCore.discardLimit
+            || context.request.headers.values("Content-Length").count > 1
+        {
             return queue(response, context: context, connection: connection)
         }
         context.state = .discarding(response)
         return .YES
     }
 
+    /// How much of a refused body is read and dropped so the client gets a clean answer; past this the
+    /// answer goes out at once and the connection closes (a client without `Expect: 100-continue` that
+    /// sends gigabytes may then see a broken pipe rather than wait for them all to be read).
+    static let discardLimit: UInt64 = 4 << 20
+    /// The same for a body refused part-way (a full disk): its client has sent much of it already.
+    static let midStreamDiscardLimit: UInt64 = 1 << 30
+
     func receive(_ block: UnsafeRawBufferPointer, context: RequestContext, connection: OpaquePointer) -> MHD_Result {
         context.bytesIn += UInt64(block.count)
-        if let limit = configuration.maximumRequestBody, context.bytesIn > limit {
+        if let limit = configuration.maximumRequestBody, context.bytesIn > limit, case .receiving(let consumer) = context.state {
             // Only a chunked body can get here: a declared length over the limit never reaches the body.
-            if case .receiving(let consumer) = context.state { consumer.abort(reason: .rejected(HTTPError(413, code: "", ""))) }
             let error = HTTPError(
                 413, code: "request_too_large",
                 "This request body passed the server's limit of \(limit) bytes. Send the file in chunks (the tus "
                     + "API at /api/uploads/) or ask the operator to raise --max-request-body.")
-            return queue(Response(error: error), context: context, connection: connection)
+            consumer.abort(reason: .rejected(error))
+            context.state = .discarding(Response(error: error))
+        }
+        if case .discarding(let response) = context.state {
+            context.bytesDiscarded += UInt64(block.count)
+            if context.bytesDiscarded > context.discardLimit {
+                return queue(response, context: context, connection: connection)
+            }
+            return .YES
         }
         switch context.state {
         case .receiving(let consumer):
@@ -200,6 +222,8 @@ extension ServerCore {
             } catch {
                 consumer.abort(reason: .rejected(error))
                 context.state = .discarding(response(for: error, request: context.request))
+                // Most of the body has usually arrived by now: read the rest, so the client reads the answer.
+                context.discardLimit = ServerCore.midStreamDiscardLimit
             }
         case .ready(let response):
             context.state = .discarding(response)

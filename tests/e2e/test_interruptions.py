@@ -147,3 +147,18 @@ def test_a_large_upload_logs_start_progress_and_end(ferry, tmp_path):
     assert 0 < int(re.search(r" bytes=(\d+)", progress).group(1)) < size
     end = wait_for_log(ferry, "event=upload_end")
     assert f"bytes={size}" in end and "status=201" in end
+
+
+def test_tus_creation_checks_space_but_does_not_hold_it(start_ferry, small_disk, tmp_path):
+    """Creating uploads must not reserve the disk for a day: only PATCHes reserve what they send."""
+    from tus_client import Tus, metadata
+
+    ferry = start_ferry(root=small_disk / "root")
+    tus = Tus(ferry.port)
+    for index in range(3):
+        status, _, _ = tus.create(50 << 20, metadata(filename=f"idle-{index}.bin"))
+        assert status == 201
+    status, _, body = tus.create(200 << 20, metadata(filename="too-big.bin"))
+    assert status == 507
+    (tmp_path / "30m").write_bytes(os.urandom(30 << 20))
+    assert curl("-T", str(tmp_path / "30m"), ferry.url("/api/files/fits.bin")).status == 201

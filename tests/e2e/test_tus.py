@@ -501,3 +501,8 @@ def test_sigkill_during_a_checksummed_patch_keeps_none_of_it(start_ferry):
     status, headers, _ = Tus(again.port).patch(url, 0, good, {"Upload-Checksum": checksum})
     assert status == 204
     assert (again.root / "verified.bin").read_bytes() == good
+
+
+def test_metadata_that_is_not_utf8_is_refused(ferry, tus):
+    status, _, body = tus.create(3, "filename //4=")
+    assert status == 400 and json.loads(body)["error"]["code"] == "bad_upload_metadata"

@@ -243,3 +243,61 @@ def test_request_log_lines_are_structured(ferry, tmp_path):
     line = next(l for l in ferry.logs().splitlines() if "path=/api/files/logged.txt" in l and "event=request" in l)
     for field in ["id=", "method=PUT", "status=201", "bytes_in=5", "bytes_out=", "duration_ms=", "client=127.0.0.1"]:
         assert field in line, line
+
+
+@pytest.mark.parametrize("body", [
+    b"--B\nContent-Disposition: form-data; name=\"f\"; filename=\"lf.txt\"\n\nabc\n--B--\n",
+    b"--B\r\nContent-Disposition: form-data; name=\"f\"; filename=\"big.txt\"\r\nX-Pad: " + b"p" * 20000
+    + b"\r\n\r\nabc\r\n--B--\r\n",
+    b"--B\r\nno colon here\r\n\r\nabc\r\n--B--\r\n",
+])
+def test_malformed_multipart_is_a_400_not_a_500(ferry, tmp_path, body):
+    (tmp_path / "body").write_bytes(body)
+    reply = curl("-X", "POST", "-H", "Content-Type: multipart/form-data; boundary=B", "--data-binary",
+                 f"@{tmp_path / 'body'}", ferry.url("/api/files/mp/"))
+    assert reply.status == 400, reply.body
+    assert reply.error_code() == "bad_multipart"
+    assert not (ferry.root / "mp").exists() or list((ferry.root / "mp").iterdir()) == []
+
+
+def test_multipart_parts_that_clash_store_nothing(ferry, tmp_path):
+    (tmp_path / "x").write_bytes(b"x")
+    reply = curl("-F", f"a=@{tmp_path / 'x'};filename=q1", "-F", f"b=@{tmp_path / 'x'};filename=q1/x.txt",
+                 ferry.url("/api/files/mq/"))
+    assert reply.status == 409 and reply.error_code() == "conflicting_names"
+    assert not (ferry.root / "mq").exists() or list((ferry.root / "mq").iterdir()) == []
+
+
+def test_multipart_filename_star_that_is_not_utf8_is_refused(ferry):
+    body = (b"--B\r\nContent-Disposition: form-data; name=\"f\"; filename*=UTF-8''%FF%FE\r\n\r\nabc\r\n--B--\r\n")
+    reply = curl("-X", "POST", "-H", "Content-Type: multipart/form-data; boundary=B", "--data-binary", body.decode("latin-1"),
+                 ferry.url("/api/files/"))
+    assert reply.status == 400 and reply.error_code() == "bad_path"
+
+
+def test_two_content_lengths_are_refused(ferry):
+    from conftest import raw_exchange
+    reply = raw_exchange(ferry.port, b"PUT /api/files/smuggle.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                                     b"Content-Length: 3\r\n\r\nhello")
+    assert reply.startswith(b"HTTP/1.1 400"), reply[:100]
+    assert b"bad_content_length" in reply
+    assert not (ferry.root / "smuggle.txt").exists()
+
+
+def test_chunked_body_over_the_limit_gets_a_readable_413(start_ferry, tmp_path):
+    ferry = start_ferry("--max-request-body", "1MiB")
+    (tmp_path / "2m").write_bytes(os.urandom(2 << 20))
+    reply = curl("-H", "Transfer-Encoding: chunked", "-H", "Expect:", "-T", str(tmp_path / "2m"),
+                 ferry.url("/api/files/chunked.bin"))
+    assert reply.status == 413 and reply.error_code() == "request_too_large"
+    assert not (ferry.root / "chunked.bin").exists()
+    wait_for_no_temporary_files(ferry)
+
+
+def test_huge_declared_body_without_expect_is_refused_at_once(ferry):
+    import socket
+    with socket.create_connection(("127.0.0.1", ferry.port), timeout=10) as sock:
+        sock.sendall(b"PUT /api/files/huge.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000000000\r\n\r\nabc")
+        reply = sock.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 507"), reply[:200]
+    assert not (ferry.root / "huge.bin").exists()

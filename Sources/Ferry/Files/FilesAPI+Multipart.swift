@@ -41,6 +41,15 @@ final class MultipartUpload: BodyConsumer, @unchecked Sendable {
     }
 
     func consume(_ block: UnsafeRawBufferPointer) throws {
+        do {
+            try feed(block)
+        } catch let error as MultipartError {
+            throw HTTPError.badRequest(
+                "bad_multipart", "The multipart body is malformed (\(error.message)); send it again as multipart/form-data.")
+        }
+    }
+
+    private func feed(_ block: UnsafeRawBufferPointer) throws {
         try parser.feed(block) { event in
             switch event {
             case .partBegin(let headers):
@@ -56,7 +65,14 @@ final class MultipartUpload: BodyConsumer, @unchecked Sendable {
 
     private func begin(_ headers: MultipartPartHeaders) throws(HTTPError) {
         // Parts without a file name (plain form fields, or a form's empty file input) are skipped.
-        guard let filename = headers.filename, !filename.isEmpty else { return }
+        guard let filename = headers.filename, !filename.isEmpty else {
+            let disposition = headers.fields.first { $0.name.lowercased() == "content-disposition" }?.value ?? ""
+            if disposition.lowercased().contains("filename*") {
+                throw HTTPError.badRequest(
+                    "bad_path", "A part's filename* is not UTF-8 percent-encoded (RFC 8187); send the name as UTF-8.")
+            }
+            return
+        }
         guard completed.count < MultipartUpload.maximumFiles else {
             throw HTTPError(413, code: "too_many_files", "Send at most \(MultipartUpload.maximumFiles) files per request.")
         }
@@ -65,6 +81,14 @@ final class MultipartUpload: BodyConsumer, @unchecked Sendable {
         let path = try RelativePath(components: folder.components + relative.components)
         if completed.contains(where: { $0.path == path }) && policy != .rename {
             throw HTTPError(409, code: "duplicate_name", "'\(path)' appears twice in this upload; rename one of them.")
+        }
+        // A part may not need another part's file to be a folder, or the other way round.
+        if let clash = completed.first(where: { other in
+            other.path.components.starts(with: path.components) || path.components.starts(with: other.path.components)
+        }), clash.path != path {
+            throw HTTPError(
+                409, code: "conflicting_names",
+                "'\(path)' and '\(clash.path)' cannot both be stored: one would have to be a file and a folder.")
         }
         try api.storage.checkUploadTarget(path, policy: policy)
         current = (try FileWriter(storage: api.storage, declaredLength: nil), path)
@@ -78,6 +102,8 @@ final class MultipartUpload: BodyConsumer, @unchecked Sendable {
                 throw HTTPError.badRequest(
                     "bad_multipart", "The multipart body ended early or is malformed (\(error)); send it again.")
             }
+            // Check every part before storing any, so a conflict stores nothing.
+            for (_, path) in completed { try api.storage.checkUploadTarget(path, policy: policy) }
             var stored: [JSON] = []
             for (writer, path) in completed {
                 stored.append(try writer.commit(at: path, policy: policy).json)

@@ -165,14 +165,14 @@ public final class Storage: Sendable {
 
     /// Reserves `length` bytes for a file so that a declared upload that cannot fit fails before its body
     /// is read (507), and one that fits cannot run out of space half-way.
-    func reserve(_ length: UInt64, descriptor: Int32) throws(HTTPError) {
+    func reserve(_ length: UInt64, descriptor: Int32, at offset: UInt64 = 0) throws(HTTPError) {
         guard length > 0 else { return }
         var info = statvfs()
         if fstatvfs(descriptor, &info) == 0 {
             let available = UInt64(info.f_bavail) * UInt64(info.f_frsize)
             if length > available { throw HTTPError.insufficientStorage(needed: length, available: available) }
         }
-        if fallocate(descriptor, CLINUX_FALLOC_FL_KEEP_SIZE, 0, off_t(clamping: length)) != 0 {
+        if fallocate(descriptor, CLINUX_FALLOC_FL_KEEP_SIZE, off_t(clamping: offset), off_t(clamping: length)) != 0 {
             let error = SystemError("fallocate", "")
             if error.isNoSpace { throw HTTPError.insufficientStorage(needed: length, available: nil) }
             // Filesystems without fallocate: the free-space check above is all we can do.

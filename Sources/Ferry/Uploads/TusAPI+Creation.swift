@@ -36,6 +36,11 @@ extension TusAPI {
     /// Where a new upload goes, from its metadata and query: target path, expected SHA-256, policy.
     private func placement(_ request: Request, id: String) throws(HTTPError) -> (RelativePath, String?, CollisionPolicy) {
         let metadata = try TusProtocol.parseMetadata(request.headers["Upload-Metadata"])
+        for pair in metadata where ["filename", "name", "folder", "sha256", "onconflict"].contains(pair.key) {
+            if pair.value != nil && pair.text == nil {
+                throw HTTPError.badRequest("bad_upload_metadata", "The Upload-Metadata value of '\(pair.key)' is not UTF-8.")
+            }
+        }
         func value(_ key: String) -> String? { metadata.first { $0.key == key }?.text }
         let folder = try RelativePath(plain: value("folder") ?? "")
         let name = try RelativePath(plain: value("filename") ?? value("name") ?? "upload-\(id)")

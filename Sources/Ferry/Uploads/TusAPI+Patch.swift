@@ -99,6 +99,14 @@ final class PatchUpload: BodyConsumer, @unchecked Sendable {
         guard descriptor >= 0 else {
             throw HTTPError(500, code: "io_error", "The server cannot open this upload's data: \(SystemError("open", path)).")
         }
+        if let declared = request.contentLength {
+            do {
+                try store.storage.reserve(declared, descriptor: descriptor, at: start)
+            } catch {
+                close(descriptor)
+                throw error
+            }
+        }
         // One writer at a time. A second request while the first holds the upload gets 423, to retry; if
         // the first has gone silent it is cut (keeping what it wrote), so the retry gets through.
         let writer = ActiveWriter(connection: request.connection)
@@ -136,7 +144,10 @@ final class PatchUpload: BodyConsumer, @unchecked Sendable {
                 if errno == EINTR { continue }
                 let error = SystemError("write", store.dataPath(upload.id))
                 throw error.isNoSpace
-                    ? HTTPError.insufficientStorage()
+                    ? HTTPError(
+                        507, code: "insufficient_storage",
+                        "The server's disk is full. The bytes that arrived before are kept: free some space (or ask "
+                            + "the operator to), then ask HEAD for the offset and resume.")
                     : HTTPError(500, code: "io_error", "The server could not store the bytes: \(error).")
             }
             remaining -= count

@@ -99,9 +99,11 @@ final class UploadStore: Sendable {
             throw HTTPError(500, code: "io_error", "Cannot create the upload: \(error).")
         }
         defer { close(descriptor) }
-        if let length, !kind.isPartial || length > 0 {
+        // The space is checked now but reserved only request by request (PATCH), so that an upload
+        // created and abandoned does not hold the disk for a day.
+        if let length {
             do {
-                try storage.reserve(length, descriptor: descriptor)
+                try storage.checkFreeSpace(for: length)
             } catch {
                 unlink(path)
                 throw error
