@@ -185,3 +185,23 @@ def test_every_response_carries_a_request_id(ferry):
     b = curl(ferry.url("/api/files/none"))
     assert a.headers["x-request-id"] != b.headers["x-request-id"]
     assert f"id={b.headers['x-request-id']}" in ferry.logs()
+
+
+def test_conditional_put_and_delete(ferry, tmp_path):
+    (tmp_path / "v1").write_bytes(b"version 1")
+    (tmp_path / "v2").write_bytes(b"version 2")
+    curl("-T", str(tmp_path / "v1"), ferry.url("/api/files/doc.txt"))
+    etag = curl("-I", ferry.url("/api/files/doc.txt")).headers["etag"]
+    stale = curl("-T", str(tmp_path / "v2"), "-H", 'If-Match: "stale"', ferry.url("/api/files/doc.txt?overwrite=1"))
+    assert stale.status == 412 and stale.error_code() == "precondition_failed"
+    assert (ferry.root / "doc.txt").read_bytes() == b"version 1"
+    fresh = curl("-T", str(tmp_path / "v2"), "-H", f"If-Match: {etag}", ferry.url("/api/files/doc.txt"))
+    assert fresh.status == 201, "a matching If-Match is a conditional update"
+    assert (ferry.root / "doc.txt").read_bytes() == b"version 2"
+    create_only = curl("-T", str(tmp_path / "v1"), "-H", "If-None-Match: *", ferry.url("/api/files/doc.txt?overwrite=1"))
+    assert create_only.status == 412
+    assert curl("-T", str(tmp_path / "v1"), "-H", "If-None-Match: *", ferry.url("/api/files/new.txt")).status == 201
+    assert curl("-X", "DELETE", "-H", f"If-Match: {etag}", ferry.url("/api/files/doc.txt")).status == 412
+    new_etag = curl("-I", ferry.url("/api/files/doc.txt")).headers["etag"]
+    assert curl("-X", "DELETE", "-H", f"If-Match: {new_etag}", ferry.url("/api/files/doc.txt")).status == 204
+    assert curl("-T", str(tmp_path / "v1"), "-H", 'If-Match: "x"', ferry.url("/api/files/absent.txt")).status == 412

@@ -506,3 +506,20 @@ def test_sigkill_during_a_checksummed_patch_keeps_none_of_it(start_ferry):
 def test_metadata_that_is_not_utf8_is_refused(ferry, tus):
     status, _, body = tus.create(3, "filename //4=")
     assert status == 400 and json.loads(body)["error"]["code"] == "bad_upload_metadata"
+
+
+def test_a_name_taken_during_the_upload_can_still_be_placed(ferry, tus):
+    status, headers, _ = tus.create(4, metadata(filename="late.bin", folder="t5"))
+    url = created_url(tus, status, headers)
+    (ferry.root / "t5").mkdir()
+    (ferry.root / "t5/late.bin").write_bytes(b"other")
+    status, headers, body = tus.patch(url, 0, b"mine")
+    assert status == 409
+    message = json.loads(body)["error"]["message"]
+    assert "Upload-Offset: 4" in message and "rename=1" in message
+    assert tus.head(url)[1]["upload-offset"] == "4"
+    status, headers, _ = tus.request("PATCH", url + "?rename=1", b"", {
+        "Upload-Offset": "4", "Content-Type": "application/offset+octet-stream"})
+    assert status == 204 and headers["ferry-file"] == "/api/files/t5/late%20%281%29.bin"
+    assert (ferry.root / "t5/late (1).bin").read_bytes() == b"mine"
+    assert (ferry.root / "t5/late.bin").read_bytes() == b"other"

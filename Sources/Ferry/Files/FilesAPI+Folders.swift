@@ -78,6 +78,7 @@ extension FilesAPI {
         guard let status = try storage.status(of: target) else {
             throw HTTPError.notFound("'\(target)' does not exist; nothing was deleted.")
         }
+        _ = try checkWritePreconditions(request, target: target)
         let storage = self.storage
         let recursive = request.flag("recursive")
         return .work {

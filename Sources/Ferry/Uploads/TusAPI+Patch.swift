@@ -25,6 +25,25 @@ extension TusAPI {
             response.headers.add("Ferry-File", FilesAPI.url(of: path))
             return .respond(response)
         }
+        if case .receiving = progress.phase, case .single = upload.kind, upload.isFilled, offset == progress.offset,
+            !request.hasBody
+        {
+            // Every byte is here but the file could not be placed (its name was taken): place it now,
+            // under the collision policy this request asks for.
+            let override = request.query.isEmpty ? nil : try CollisionPolicy.from(query: request.query)
+            let store = self.store
+            return .work {
+                do throws(HTTPError) {
+                    let path = try store.complete(upload, policy: override)
+                    var response = Response(status: 204)
+                    response.headers.add("Upload-Offset", String(progress.offset))
+                    response.headers.add("Ferry-File", FilesAPI.url(of: path))
+                    return response
+                } catch {
+                    return Response(error: error)
+                }
+            }
+        }
         guard offset == progress.offset else {
             var error = HTTPError(
                 409, code: "offset_mismatch",

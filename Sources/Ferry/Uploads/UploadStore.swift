@@ -178,7 +178,7 @@ final class UploadStore: Sendable {
     /// The upload has all its bytes: check the whole-file SHA-256 if one was announced, then move the
     /// file into place under the collision policy. A rename, so it takes the same time whatever the size.
     /// Blocking.
-    func complete(_ upload: Upload) throws(HTTPError) -> RelativePath {
+    func complete(_ upload: Upload, policy override: CollisionPolicy? = nil) throws(HTTPError) -> RelativePath {
         let progress = upload.snapshot
         if case .complete(let path) = progress.phase { return path }
         guard let length = progress.length, progress.offset == length,
@@ -195,7 +195,17 @@ final class UploadStore: Sendable {
                     + "was stored. Upload the file again.",
                 details: [("expected", .string(expected)), ("actual", .string(actual))])
         }
-        let stored = try storage.publish(dataPath(upload.id), at: upload.target, policy: upload.policy)
+        let stored: RelativePath
+        do {
+            stored = try storage.publish(dataPath(upload.id), at: upload.target, policy: override ?? upload.policy)
+        } catch where error.status == 409 {
+            // Another file took the name while the upload ran. Its bytes are all here; the client chooses.
+            throw HTTPError(
+                409, code: error.code,
+                "The upload is complete, but '\(upload.target)' now exists. To store it, send an empty PATCH with "
+                    + "Upload-Offset: \(length) to this upload's URL with ?rename=1 (keep both) or ?overwrite=1.",
+                details: [("path", .string(upload.target.description))])
+        }
         storage.syncDirectory(containing: dataPath(upload.id))
         do {
             try database.write { connection in
