@@ -27,6 +27,23 @@ public struct CORSPolicy: Sendable {
         origins.contains("*") || origins.contains(origin)
     }
 
+    /// A request that changes something, sent by a browser page of another origin that is not allowed:
+    /// what a cross-site form or script (CSRF) sends. Browsers always add `Origin` to such requests;
+    /// curl and other non-browser clients send none and pass.
+    func refusesCrossSiteWrite(_ request: Request) -> HTTPError? {
+        guard ["POST", "PUT", "PATCH", "DELETE"].contains(request.method), let origin = request.headers["Origin"] else {
+            return nil
+        }
+        if allows(origin) { return nil }
+        let host = request.headers["Host"]?.lowercased() ?? ""
+        let authority = origin.lowercased().split(separator: "/", omittingEmptySubsequences: true).dropFirst().first
+        if let authority, String(authority) == host { return nil }
+        return HTTPError(
+            403, code: "cross_origin_refused",
+            "A page from \(origin.prefix(100)) may not change files here. Open Ferry's own page, or ask the operator to "
+                + "allow that origin with --cors-origins.")
+    }
+
     /// A preflight (`OPTIONS` with `Access-Control-Request-Method`) from an allowed origin, answered here.
     func preflight(_ request: Request) -> Response? {
         guard request.method == "OPTIONS", request.headers["Access-Control-Request-Method"] != nil,

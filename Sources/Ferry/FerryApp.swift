@@ -33,6 +33,9 @@ public struct FerryApp: Responder {
         if let preflight = cors.preflight(request) {
             return Reply.respond(preflight).withHeaders(corsHeaders)
         }
+        if let refused = cors.refusesCrossSiteWrite(request) {
+            return Reply.respond(Response(error: refused)).withHeaders(corsHeaders)
+        }
         return route(request).withHeaders(corsHeaders)
     }
 

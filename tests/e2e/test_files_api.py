@@ -205,3 +205,21 @@ def test_conditional_put_and_delete(ferry, tmp_path):
     new_etag = curl("-I", ferry.url("/api/files/doc.txt")).headers["etag"]
     assert curl("-X", "DELETE", "-H", f"If-Match: {new_etag}", ferry.url("/api/files/doc.txt")).status == 204
     assert curl("-T", str(tmp_path / "v1"), "-H", 'If-Match: "x"', ferry.url("/api/files/absent.txt")).status == 412
+
+
+def test_cross_site_writes_from_browsers_are_refused(start_ferry, tmp_path):
+    ferry = start_ferry("--cors-origins", "https://app.example")
+    (tmp_path / "p").write_bytes(b"pwned")
+    evil = curl("-H", "Origin: https://evil.example", "-F", f"file=@{tmp_path / 'p'};filename=imp.txt",
+                ferry.url("/api/files/?overwrite=1"))
+    assert evil.status == 403 and evil.error_code() == "cross_origin_refused"
+    assert not (ferry.root / "imp.txt").exists()
+    moved = curl("-H", "Origin: null", "-H", "Content-Type: text/plain", "--data", '{"from": "a", "to": "b"}',
+                 ferry.url("/api/move"))
+    assert moved.status == 403
+    allowed = curl("-H", "Origin: https://app.example", "-T", str(tmp_path / "p"), ferry.url("/api/files/ok.txt"))
+    assert allowed.status == 201
+    same_origin = curl("-H", f"Origin: http://127.0.0.1:{ferry.port}", "-T", str(tmp_path / "p"),
+                       ferry.url("/api/files/same.txt"))
+    assert same_origin.status == 201
+    assert curl("-H", "Origin: https://evil.example", ferry.url("/api/files/ok.txt")).status == 200, "reads are fine"
