@@ -48,6 +48,7 @@ def test_put_then_get_round_trips_bytes_and_metadata(ferry, tmp_path):
 
 def test_download_flag_makes_an_attachment(ferry):
     curl("-T", "/dev/null", ferry.url("/api/files/notes.txt"))
+    assert curl(ferry.url("/api/files/notes.txt/")).status == 404, "a file is not a folder"
     reply = curl(ferry.url("/api/files/notes.txt?download=1"))
     assert reply.status == 200
     assert reply.headers["content-disposition"].startswith("attachment;")
@@ -123,6 +124,10 @@ def test_move_renames_and_refuses_to_clobber(ferry, tmp_path):
     assert forced.status == 200
     into_itself = curl("-X", "POST", "--data", '{"from": "b", "to": "b/c/inner"}', ferry.url("/api/move"))
     assert into_itself.status == 400
+    os.link(ferry.root / "taken.txt", ferry.root / "twin.txt")
+    twins = curl("-X", "POST", "--data", '{"from": "twin.txt", "to": "taken.txt", "overwrite": true}',
+                 ferry.url("/api/move"))
+    assert twins.status == 200 and not (ferry.root / "twin.txt").exists() and (ferry.root / "taken.txt").exists()
     for bad in ['{"from": "../x", "to": "y"}', '{"from": 1}', "not json", '{"from": "taken.txt", "to": "/abs"}']:
         reply = curl("-X", "POST", "--data", bad, ferry.url("/api/move"))
         assert reply.status == 400, bad
@@ -158,7 +163,10 @@ def test_symlink_leading_outside_the_root_is_refused(ferry, tmp_path):
     os.symlink(outside, ferry.root / "escape")
     os.symlink(outside / "secret.txt", ferry.root / "secret-link.txt")
     assert curl(ferry.url("/api/files/escape/secret.txt")).status == 400
+    assert curl(ferry.url("/api/files/escape/absent.txt")).status == 400, "no oracle for files outside the root"
     assert curl(ferry.url("/api/files/secret-link.txt")).status == 400
+    names = [e["name"] for e in curl(ferry.url("/api/files/")).json()["entries"]]
+    assert "escape" not in names and "secret-link.txt" not in names, "links out of the root are not listed"
     put = curl("-T", "/dev/null", ferry.url("/api/files/escape/new.txt"))
     assert put.status == 400
     assert not (outside / "new.txt").exists()

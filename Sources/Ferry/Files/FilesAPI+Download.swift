@@ -11,6 +11,9 @@ extension FilesAPI {
             throw HTTPError.notFound("'\(target)' does not exist. List its folder to see what is there.")
         }
         if status.isDirectory { return try listing(target) }
+        if request.path.hasSuffix("/") {
+            throw HTTPError.notFound("'\(target)' is a file, not a folder; drop the trailing '/'.")
+        }
         guard status.isRegularFile else {
             throw HTTPError(403, code: "not_a_file", "'\(target)' is not a regular file and cannot be downloaded.")
         }

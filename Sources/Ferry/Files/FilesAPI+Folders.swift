@@ -20,6 +20,8 @@ extension FilesAPI {
             if folder.isRoot && name == RelativePath.reservedName { continue }
             var info = stat()
             guard stat(full + "/" + name, &info) == 0 else { continue }
+            // A symlink that leads outside the root is not shown: its target is not the user's.
+            if (try? storage.status(of: folder.appending(name))) == nil { continue }
             let status = FileStatus(info)
             entries.append(
                 (

@@ -48,13 +48,25 @@ extension FilesAPI {
             throw HTTPError.notFound("'\(from)' does not exist; nothing was moved.")
         }
         if to.components.starts(with: from.components) && to != from {
-            throw HTTPError.badRequest("bad_move", "A folder cannot be moved into itself.")
+            throw HTTPError.badRequest("bad_move", "'\(from)' cannot be moved inside itself.")
         }
         try storage.createParents(of: to)
         let fromPath = storage.absolute(from)
         let toPath = storage.absolute(to)
         if let existing = try storage.status(of: to), from != to {
-            guard overwrite else { throw Storage.exists(to) }
+            guard overwrite else {
+                throw HTTPError(
+                    409, code: "file_exists", "'\(to)' already exists. Send \"overwrite\": true to replace it.",
+                    details: [("path", .string(to.description))])
+            }
+            if existing.inode == source.inode {
+                // Two hard links to one file: rename(2) would do nothing; the move drops the source link.
+                guard unlink(fromPath) == 0 else { throw Storage.httpError(SystemError("unlink", fromPath), path: from) }
+                storage.syncDirectory(containing: fromPath)
+                return Response(
+                    status: 200,
+                    json: .object([("from", .string(from.description)), ("to", .string(to.description)), ("type", .string("file"))]))
+            }
             if existing.isDirectory != source.isDirectory || existing.isDirectory {
                 throw HTTPError(
                     409, code: "cannot_replace", "'\(to)' exists and cannot be replaced by '\(from)'; delete it first.")

@@ -82,7 +82,15 @@ public final class Storage: Sendable {
         let full = absolute(path)
         var info = stat()
         guard stat(full, &info) == 0 else {
-            if errno == ENOENT || errno == ENOTDIR { return nil }
+            if errno == ENOENT || errno == ENOTDIR {
+                // Missing, but say so only if the way to it stays inside the root: otherwise a client could
+                // learn which files exist outside it (400 for those, 404 for the rest).
+                var ancestor = path.parent
+                var ancestorInfo = stat()
+                while !ancestor.isRoot, stat(absolute(ancestor), &ancestorInfo) != 0 { ancestor = ancestor.parent }
+                if !ancestor.isRoot, !isInsideRoot(absolute(ancestor)) { throw Storage.outsideRoot(path) }
+                return nil
+            }
             throw HTTPError(500, code: "io_error", "Cannot read \(path): \(String(cString: strerror(errno))).")
         }
         guard isInsideRoot(full) else { throw Storage.outsideRoot(path) }
