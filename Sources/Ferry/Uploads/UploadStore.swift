@@ -231,6 +231,7 @@ final class UploadStore: Sendable {
             // The data file became the user's file.
         } else {
             unlink(dataPath(upload.id))
+            unlink(verifyingMarker(upload.id))
             storage.syncDirectory(containing: dataPath(upload.id))
         }
         do {
