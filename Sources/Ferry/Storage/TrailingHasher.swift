@@ -24,6 +24,9 @@ final class TrailingHasher: @unchecked Sendable {
     private let written = Atomic<UInt64>(0)
     /// Whether a drain is queued or running.
     private let scheduled = Atomic<Bool>(false)
+    /// Where `advance` last woke the hasher; only touched by the writer.
+    private var lastScheduled: UInt64 = 0
+    private static let batch: UInt64 = 4 << 20
     /// Bytes hashed so far; only touched on `queue`.
     private var hashed: UInt64 = 0
     /// Bytes handed to the kernel for writeback so far; only touched on `queue`.
@@ -42,6 +45,7 @@ final class TrailingHasher: @unchecked Sendable {
         self.digest = digest
         hashed = offset
         flushed = offset
+        lastScheduled = offset
         written.store(offset, ordering: .relaxed)
         queue = DispatchQueue(label: "ferry.hash", target: TrailingHasher.pool)
     }
@@ -51,6 +55,11 @@ final class TrailingHasher: @unchecked Sendable {
     /// The writer has written the file up to `size` bytes: hash them soon.
     func advance(to size: UInt64) {
         written.store(size, ordering: .releasing)
+        // Wake the hasher once per batch, not once per 128 KiB block: each wake-up is a thread switch
+        // on a machine whose cores are busy receiving. The bytes stay in the page cache meanwhile, and
+        // `checkpoint` / `finish` hash whatever is left.
+        guard size - lastScheduled >= TrailingHasher.batch else { return }
+        lastScheduled = size
         guard !scheduled.exchange(true, ordering: .acquiringAndReleasing) else { return }
         queue.async { self.drain() }
     }
