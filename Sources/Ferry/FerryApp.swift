@@ -5,18 +5,16 @@ import HTTPServer
 public struct FerryApp: Responder {
     let files: FilesAPI
     let uploads: TusAPI
-    let maximumRequestBody: UInt64?
     let cors: CORSPolicy
 
     /// Opens the upload store (recovering uploads a crash interrupted) and starts its expiry reaper.
     /// `startupLogger` takes what recovery logs; `logger` everything after.
     public init(storage: Storage, options: ServeOptions, logger: Logger, startupLogger: Logger) throws {
-        files = FilesAPI(storage: storage, logger: logger)
+        files = FilesAPI(storage: storage)
         let store = try UploadStore(
             storage: storage, expiry: Int64(options.uploadExpiry), maximumSize: options.maximumUploadSize,
             logger: logger, startupLogger: startupLogger)
-        uploads = TusAPI(store: store, storage: storage, maximumRequestBody: options.maximumRequestBody)
-        maximumRequestBody = options.maximumRequestBody
+        uploads = TusAPI(store: store, maximumRequestBody: options.maximumRequestBody)
         cors = CORSPolicy(origins: options.corsOrigins)
         FerryApp.scheduleReaper(store, every: max(1, min(60, options.uploadExpiry / 10)))
     }
@@ -64,7 +62,7 @@ public struct FerryApp: Responder {
                 ("maxSize", uploads.store.maximumSize.map { .uint($0) } ?? .null),
                 ("expirySeconds", .int(uploads.store.expiry)),
             ])),
-            ("maxRequestBody", maximumRequestBody.map { .uint($0) } ?? .null),
+            ("maxRequestBody", uploads.maximumRequestBody.map { .uint($0) } ?? .null),
         ])
     }
 }

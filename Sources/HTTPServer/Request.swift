@@ -40,6 +40,11 @@ public struct Request: Sendable {
         return (contentLength ?? 0) > 0
     }
 
+    /// Whether the head carries more than one Content-Length (a request-smuggling risk behind a proxy).
+    public var hasConflictingLengths: Bool {
+        headers.values("Content-Length").count > 1
+    }
+
     /// Whether the client waits for `100 Continue` before sending its body.
     public var expectsContinue: Bool {
         headers["Expect"]?.lowercased() == "100-continue"

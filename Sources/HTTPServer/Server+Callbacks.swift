@@ -141,7 +141,7 @@ private let collectValueCallback: MHD_KeyValueIterator = { cls, _, key, value in
 extension ServerCore {
     /// The head has arrived: ask the responder what to do.
     func begin(_ request: Request) -> RequestContext {
-        if request.headers.values("Content-Length").count > 1 {
+        if request.hasConflictingLengths {
             let error = HTTPError.badRequest(
                 "bad_content_length", "The request has more than one Content-Length header; send exactly one.")
             return RequestContext(request: request, state: .ready(Response(error: error)), logsProgress: false)
@@ -175,14 +175,14 @@ extension ServerCore {
         return context
     }
 
-    /// Called right after `begin`. A response for a request with a body goes out now only when the
-    /// client has not sent the body yet (`Expect: 100-continue`) or when reading it is pointless
-    /// (413); otherwise the body is drained first, so the client reads a clean answer.
+    /// Called right after `begin`. A response for a request with a body goes out now when the client has
+    /// not sent the body yet (`Expect: 100-continue`), when the body is too big to read for nothing, or
+    /// when its length is ambiguous; otherwise the body is drained first, so the client reads a clean answer.
     func afterHead(_ context: RequestContext, connection: OpaquePointer) -> MHD_Result {
         guard case .ready(let response) = context.state, context.request.hasBody else { return .YES }
         let declared = context.request.contentLength ?? 0
         if context.request.expectsContinue || declared > ServerCore.discardLimit
-            || context.request.headers.values("Content-Length").count > 1
+            || context.request.hasConflictingLengths
         {
             return queue(response, context: context, connection: connection)
         }
@@ -225,8 +225,6 @@ extension ServerCore {
                 // Most of the body has usually arrived by now: read the rest, so the client reads the answer.
                 context.discardLimit = ServerCore.midStreamDiscardLimit
             }
-        case .ready(let response):
-            context.state = .discarding(response)
         default:
             break
         }

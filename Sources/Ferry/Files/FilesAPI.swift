@@ -6,13 +6,11 @@ import HTTPServer
 /// `.work` or to a `BodyConsumer`'s `finish`.
 public struct FilesAPI: Responder {
     let storage: Storage
-    let logger: Logger
     static let filesPrefix = "/api/files"
     static let foldersPrefix = "/api/folders/"
 
-    public init(storage: Storage, logger: Logger) {
+    public init(storage: Storage) {
         self.storage = storage
-        self.logger = logger
     }
 
     public func reply(to request: Request) -> Reply {

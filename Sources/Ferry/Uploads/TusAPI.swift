@@ -7,7 +7,7 @@ import HTTPServer
 struct TusAPI {
     static let prefix = "/api/uploads"
     let store: UploadStore
-    let storage: Storage
+    var storage: Storage { store.storage }
     /// The largest request body the server accepts, advertised so clients size their chunks below it.
     let maximumRequestBody: UInt64?
 
