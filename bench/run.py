@@ -761,7 +761,7 @@ def tus_report(results: Results, plan: Plan) -> list[str]:
         "`proxy_buffering off`, HTTP/1.1 upstream, a new upstream connection per request): tus through a "
         "listener that caps bodies at 100 MiB like Cloudflare's free plan (checked: "
         f"it refuses a {size} PUT with 413), the PUT through an uncapped one (`client_max_body_size 0`). The tus client (`bench/tus_upload.py`) "
-        "keeps one connection and sends each chunk with `sendfile`, so it costs less than curl. Times run from "
+        "keeps one connection and sends each chunk in 256 KiB blocks read from the file, as curl does. Times run from "
         "the connection to the last answer; Ferry fsyncs before answering, so they are durable. Every "
         "upload's stored size is checked, and the SHA-256 of each case's first upload.",
         "",

@@ -3,7 +3,9 @@
 
 One keep-alive HTTP/1.1 connection on a raw socket: a POST creates the upload (Upload-Length and
 Upload-Metadata filename), then PATCHes of `chunk` bytes each. Every request head is written by hand and
-every PATCH body goes from the file to the socket with os.sendfile (no copy through Python). Each answer's
+every PATCH body is read from the file and sent in 256 KiB blocks, as curl -T does (os.sendfile measured 5 to
+10% slower than read + send over loopback on the 2-core machine, so it would charge the client's cost to tus
+in a comparison with curl's PUT). Each answer's
 status line and headers are parsed; the POST's Location (relative) is resolved against the endpoint URL,
 and every 204 must carry the Upload-Offset just reached.
 
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 MiB = 1 << 20
+SEND_BLOCK = 256 << 10  # bytes read and sent at a time (curl -T sends 64 KiB to 256 KiB at a time)
 IO_TIMEOUT = 300  # seconds any one send or receive may block (a chunk's fsync included)
 
 
@@ -46,7 +49,7 @@ class Connection:
         self.port = port
         self.sock = socket.create_connection((host, port), timeout=IO_TIMEOUT)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        # Blocking mode (os.sendfile needs it), with the kernel's timeouts as a guard against a hang.
+        # Blocking mode, with the kernel's timeouts as a guard against a hang.
         self.sock.settimeout(None)
         timeval = struct.pack("ll", IO_TIMEOUT, 0)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
@@ -65,11 +68,12 @@ class Connection:
 
     def send_file(self, file_descriptor: int, offset: int, count: int) -> None:
         while count > 0:
-            sent = os.sendfile(self.sock.fileno(), file_descriptor, offset, count)
-            if sent == 0:
+            block = os.pread(file_descriptor, min(count, SEND_BLOCK), offset)
+            if not block:
                 raise TusError("the file ended before the chunk did")
-            offset += sent
-            count -= sent
+            self.sock.sendall(block)
+            offset += len(block)
+            count -= len(block)
 
     def _fill(self) -> None:
         data = self.sock.recv(65536)

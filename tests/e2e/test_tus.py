@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import socket
 import threading
 import time
@@ -523,3 +524,59 @@ def test_a_name_taken_during_the_upload_can_still_be_placed(ferry, tus):
     assert status == 204 and headers["ferry-file"] == "/api/files/t5/late%20%281%29.bin"
     assert (ferry.root / "t5/late (1).bin").read_bytes() == b"mine"
     assert (ferry.root / "t5/late.bin").read_bytes() == b"other"
+
+
+def uploads_row(root, upload_id):
+    """The upload's record in Ferry's database: (offset, bytes its digest state covers)."""
+    import sqlite3
+
+    with sqlite3.connect(f"file:{root / '.ferry/ferry.db'}?mode=ro", uri=True) as database:
+        offset, hashed = database.execute("SELECT offset, hashed FROM uploads WHERE id = ?", (upload_id,)).fetchone()
+    return offset, hashed
+
+
+SLOW_HASHING = {"FERRY_TEST_HASH_DELAY_MS": "400"}
+
+
+def test_a_patch_does_not_wait_for_the_hashing_and_the_final_one_does(start_ferry):
+    """With the hashing slowed down, each PATCH is answered once its bytes are durable, recording a digest
+    of fewer bytes than the offset; the next PATCH goes on with the same hashing, and the one that completes
+    the upload waits for it, so the whole file's SHA-256 from the metadata is checked against every byte."""
+    ferry = start_ferry(env=SLOW_HASHING)
+    tus = Tus(ferry.port)
+    data = os.urandom(12 * 1024 * 1024)
+    status, headers, _ = tus.create(len(data), metadata(filename="slow.bin", sha256=hashlib.sha256(data).hexdigest()))
+    url = created_url(tus, status, headers)
+    upload_id = url.rsplit("/", 1)[1]
+    for index in range(2):
+        offset = index * 4 * 1024 * 1024
+        status, headers, _ = tus.patch(url, offset, data[offset:offset + 4 * 1024 * 1024])
+        assert status == 204 and int(headers["upload-offset"]) == offset + 4 * 1024 * 1024
+        recorded, hashed = uploads_row(ferry.root, upload_id)
+        assert recorded == offset + 4 * 1024 * 1024
+        assert hashed < recorded, "the PATCH waited for the hashing"
+    status, headers, _ = tus.patch(url, 8 * 1024 * 1024, data[8 * 1024 * 1024:])
+    assert status == 204 and headers["ferry-file"] == "/api/files/slow.bin"
+    assert sha256_file(ferry.root / "slow.bin") == hashlib.sha256(data).hexdigest()
+
+
+def test_a_digest_trailing_the_offset_survives_sigkill(start_ferry):
+    """A crash while the recorded digest covers fewer bytes than the recorded offset: at start-up the rest
+    is hashed from the file, and the upload completes with the right whole-file SHA-256."""
+    ferry = start_ferry(env=SLOW_HASHING)
+    tus = Tus(ferry.port)
+    data = os.urandom(10 * 1024 * 1024)
+    status, headers, _ = tus.create(len(data), metadata(filename="crash.bin", sha256=hashlib.sha256(data).hexdigest()))
+    url = created_url(tus, status, headers)
+    upload_id = url.rsplit("/", 1)[1]
+    status, _, _ = tus.patch(url, 0, data[:6 * 1024 * 1024])
+    assert status == 204
+    assert uploads_row(ferry.root, upload_id)[1] < 6 * 1024 * 1024
+    ferry.stop(signal.SIGKILL)
+    again = start_ferry(root=ferry.root)
+    assert uploads_row(again.root, upload_id) == (6 * 1024 * 1024, 6 * 1024 * 1024)
+    status, headers, _ = Tus(again.port).head(url)
+    assert status == 200 and headers["upload-offset"] == str(6 * 1024 * 1024)
+    status, headers, _ = Tus(again.port).patch(url, 6 * 1024 * 1024, data[6 * 1024 * 1024:])
+    assert status == 204 and headers["ferry-file"] == "/api/files/crash.bin"
+    assert sha256_file(again.root / "crash.bin") == hashlib.sha256(data).hexdigest()

@@ -102,7 +102,9 @@ def test_uploads_survive_sigkill_at_random_moments(start_ferry, tmp_path):
     uploads = []
     for index in range(30):
         data = rng.randbytes(rng.randrange(8 * MiB, 16 * MiB))
-        status, headers, _ = Tus(server.port).create(len(data), metadata(filename=f"killed-{index}.bin"))
+        # The whole file's SHA-256 goes along, so the digest Ferry carries across kills is checked too.
+        status, headers, _ = Tus(server.port).create(
+            len(data), metadata(filename=f"killed-{index}.bin", sha256=hashlib.sha256(data).hexdigest()))
         assert status == 201
         uploads.append({"name": f"killed-{index}.bin", "data": data, "interrupted": False,
                         "url": Tus(server.port).url_of(headers["location"]),

@@ -20,12 +20,7 @@ final class FileWriter: @unchecked Sendable {
     init(storage: Storage, declaredLength: UInt64?) throws(HTTPError) {
         self.storage = storage
         (descriptor, temporaryPath) = try storage.createTemporaryFile()
-        guard let hasher = TrailingHasher(path: temporaryPath) else {
-            close(descriptor)
-            unlink(temporaryPath)
-            throw HTTPError(500, code: "io_error", "The server cannot read back its temporary file.")
-        }
-        self.hasher = hasher
+        hasher = TrailingHasher(path: temporaryPath)
         if let declaredLength {
             do {
                 try storage.reserve(declaredLength, descriptor: descriptor)
@@ -77,6 +72,7 @@ final class FileWriter: @unchecked Sendable {
     func commit(at path: RelativePath, policy: CollisionPolicy) throws(HTTPError) -> Stored {
         defer { discard() }
         TestHooks.beforeCommit()
+        hasher.wake()
         // A reservation past the data (fallocate KEEP_SIZE) is released by truncating to the real size.
         if ftruncate(descriptor, off_t(size)) != 0 || fsync(descriptor) != 0 {
             let error = SystemError("fsync", temporaryPath)

@@ -44,16 +44,31 @@ extension TusAPI {
                 }
             }
         }
-        guard offset == progress.offset else {
-            var error = HTTPError(
-                409, code: "offset_mismatch",
-                "The upload is at offset \(progress.offset), not \(offset); ask HEAD for the offset and continue from there.",
-                details: [("offset", .uint(progress.offset))])
-            error.headers.add("Upload-Offset", String(progress.offset))
-            throw error
-        }
+        guard offset == progress.offset else { throw TusAPI.offsetMismatch(offset: progress.offset, requested: offset) }
         return .consume(try PatchUpload(store: store, upload: upload, request: request, creation: nil))
     }
+}
+
+extension TusAPI {
+    /// 409: the client's `Upload-Offset` is not the upload's.
+    static func offsetMismatch(offset: UInt64, requested: UInt64) -> HTTPError {
+        var error = HTTPError(
+            409, code: "offset_mismatch",
+            "The upload is at offset \(offset), not \(requested); ask HEAD for the offset and continue from there.",
+            details: [("offset", .uint(offset))])
+        error.headers.add("Upload-Offset", String(offset))
+        return error
+    }
+}
+
+/// What a request finds when it asks for an upload's writer slot.
+private enum WriterSlot {
+    /// Another request holds it.
+    case taken(ActiveWriter)
+    /// Free, but the upload is no longer at the offset the request was checked against.
+    case moved(UInt64)
+    /// Now this request's; with the hasher the previous request left, if any.
+    case granted(TrailingHasher?)
 }
 
 /// A PATCH (or creation-with-upload) body on its way into an upload's data file.
@@ -108,12 +123,9 @@ final class PatchUpload: BodyConsumer, @unchecked Sendable {
             throw TusAPI.tooLong(length: length, offset: start)
         }
         let path = store.dataPath(upload.id)
-        guard let digest = SHA256(state: progress.hashState),
-            let hasher = TrailingHasher(path: path, offset: start, digest: digest)
-        else {
-            throw HTTPError(500, code: "io_error", "The server cannot read this upload's data back.")
+        guard let digest = SHA256(state: progress.hash.state) else {
+            throw HTTPError(500, code: "io_error", "The server cannot resume this upload's digest.")
         }
-        self.hasher = hasher
         descriptor = open(path, O_WRONLY | O_CLOEXEC)
         guard descriptor >= 0 else {
             throw HTTPError(500, code: "io_error", "The server cannot open this upload's data: \(SystemError("open", path)).")
@@ -130,15 +142,25 @@ final class PatchUpload: BodyConsumer, @unchecked Sendable {
         // the first has gone silent it is cut (keeping what it wrote), so the retry gets through.
         let writer = ActiveWriter(connection: request.connection)
         self.writer = writer
-        let taken: ActiveWriter? = upload.progress.withLock { progress in
-            if let current = progress.writer { return current }
+        // The hasher the previous request left goes on (it may still be catching up); else a new one
+        // starts from the recorded digest.
+        let slot: WriterSlot = upload.progress.withLock { [start] progress in
+            if let current = progress.writer { return .taken(current) }
+            // The request was checked against an offset that another request has moved since.
+            guard progress.offset == start else { return .moved(progress.offset) }
             progress.writer = writer
-            return nil
+            return .granted(progress.hasher)
         }
-        if let taken {
+        switch slot {
+        case .taken(let current):
             close(descriptor)
-            if taken.isStalled { taken.connection.cut() }
+            if current.isStalled { current.connection.cut() }
             throw TusAPI.locked
+        case .moved(let offset):
+            close(descriptor)
+            throw TusAPI.offsetMismatch(offset: offset, requested: start)
+        case .granted(let parked):
+            hasher = parked ?? TrailingHasher(path: path, offset: progress.hash.size, digest: digest)
         }
         if checksum != nil {
             // Until this body is verified, none of it may count, not even after a crash: the marker tells
@@ -180,9 +202,14 @@ final class PatchUpload: BodyConsumer, @unchecked Sendable {
     /// fsyncs what arrived and records the new offset. Returns the error to answer with, if any.
     /// `complete` is false for a body that was cut short.
     private func persist(complete: Bool) -> HTTPError? {
+        // The hasher is left to the next request only if this one's bytes were recorded.
+        var keepHasher = false
         defer {
             close(descriptor)
-            upload.progress.withLock { $0.writer = nil }
+            upload.progress.withLock {
+                $0.writer = nil
+                $0.hasher = keepHasher ? hasher : nil
+            }
         }
         if let checksum {
             // A checksummed body counts only whole and verified: otherwise nothing of it is kept.
@@ -201,19 +228,30 @@ final class PatchUpload: BodyConsumer, @unchecked Sendable {
             }
         }
         let offset = start + written
+        hasher.wake()
         guard fsync(descriptor) == 0 else {
             return HTTPError(500, code: "io_error", "The server could not make the bytes durable: \(SystemError("fsync", "")).")
         }
-        guard let state = hasher.checkpoint(size: offset) else {
-            return HTTPError(500, code: "io_error", "The server could not read the upload back to hash it.")
+        // Only the request that delivers the last byte waits for the hashing to catch up (the file's
+        // digest is needed now); the others record the prefix hashed so far and answer at once, so the
+        // client sends its next chunk while the hashing goes on.
+        let hash: TrailingHasher.Checkpoint
+        if offset == length {
+            guard let state = hasher.checkpoint(size: offset) else {
+                return HTTPError(500, code: "io_error", "The server could not read the upload back to hash it.")
+            }
+            hash = .init(size: offset, state: state)
+        } else {
+            hash = hasher.published
         }
         do throws(HTTPError) {
             if creation != nil { try store.persist(upload) }
-            try store.saveProgress(upload, offset: offset, hashState: state, length: length)
+            try store.saveProgress(upload, offset: offset, hash: hash, length: length)
         } catch {
             return error
         }
         if checksum != nil { unlink(store.verifyingMarker(upload.id)) }
+        keepHasher = offset != length
         return nil
     }
 

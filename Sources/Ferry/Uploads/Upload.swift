@@ -36,8 +36,8 @@ final class ActiveWriter: Sendable {
 
 /// One tus upload: what it was created with (immutable) and where it stands (behind a lock).
 ///
-/// Thread-safety: `Sendable`; the mutable part lives in a `Mutex`. Changes to `offset` and `hashState`
-/// are made only after the bytes they count are fsynced and the database row is committed.
+/// Thread-safety: `Sendable`; the mutable part lives in a `Mutex`. Changes to `offset` and `hash` are
+/// made only after the bytes they count are fsynced and the database row is committed.
 final class Upload: Sendable {
     enum Phase: Sendable, Equatable {
         /// Accepting bytes.
@@ -71,13 +71,16 @@ final class Upload: Sendable {
         var length: UInt64?
         /// Bytes durably stored.
         var offset: UInt64
-        /// SHA-256 state over the first `offset` bytes.
-        var hashState: [UInt8]
+        /// SHA-256 state over a prefix of those bytes (all of them once the upload is complete; the
+        /// hashing may trail the writing by a few MiB).
+        var hash: TrailingHasher.Checkpoint
         var phase: Phase
         /// Seconds since the epoch of the last change.
         var updated: Int64
         /// The request writing to this upload now, if any.
         var writer: ActiveWriter?
+        /// The hasher the last request left, possibly still catching up, for the next one to go on with.
+        var hasher: TrailingHasher?
     }
 
     let id: String

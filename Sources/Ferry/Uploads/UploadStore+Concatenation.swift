@@ -55,9 +55,7 @@ extension UploadStore {
         let output = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC)
         guard output >= 0 else { throw HTTPError(500, code: "io_error", "Cannot open \(path) to assemble the upload.") }
         defer { close(output) }
-        guard let hasher = TrailingHasher(path: path) else {
-            throw HTTPError(500, code: "io_error", "Cannot read back \(path) to hash it.")
-        }
+        let hasher = TrailingHasher(path: path)
         var position: Int64 = 0
         for part in parts {
             let input = open(dataPath(part.id), O_RDONLY | O_CLOEXEC)
@@ -81,10 +79,11 @@ extension UploadStore {
             }
         }
         let total = UInt64(position)
+        hasher.wake()
         guard fsync(output) == 0, let state = hasher.checkpoint(size: total) else {
             throw HTTPError(500, code: "io_error", "The server could not make the assembled upload durable.")
         }
-        try saveProgress(final, offset: total, hashState: state, length: total)
+        try saveProgress(final, offset: total, hash: .init(size: total, state: state), length: total)
         return total
     }
 }

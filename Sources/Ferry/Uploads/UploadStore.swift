@@ -51,6 +51,9 @@ final class UploadStore: Sendable {
                 "ALTER TABLE uploads ADD COLUMN concat TEXT",
                 "ALTER TABLE uploads ADD COLUMN parts TEXT",
             ]),
+        // How many bytes hash_state covers, when fewer than offset (the hashing trails the writing and a
+        // request does not wait for it); NULL: all of them.
+        Migration(version: 3, ["ALTER TABLE uploads ADD COLUMN hashed INTEGER"]),
     ]
 
     init(storage: Storage, expiry: Int64, maximumSize: UInt64?, logger: Logger, startupLogger: Logger) throws {
@@ -113,7 +116,8 @@ final class UploadStore: Sendable {
         let upload = Upload(
             id: id, kind: kind, metadataHeader: metadataHeader, target: target, expectedSHA256: expectedSHA256,
             policy: policy, created: now,
-            progress: .init(length: length, offset: 0, hashState: SHA256().state, phase: .receiving, updated: now))
+            progress: .init(
+                length: length, offset: 0, hash: .init(size: 0, state: SHA256().state), phase: .receiving, updated: now))
         uploads.withLock { $0[id] = upload }
         return upload
     }
@@ -126,12 +130,13 @@ final class UploadStore: Sendable {
             try database.write { connection in
                 try connection.execute(
                     """
-                    INSERT INTO uploads (id, length, offset, hash_state, metadata, target, expected_sha256, policy,
-                        created, updated, concat, parts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    INSERT INTO uploads (id, length, offset, hash_state, hashed, metadata, target, expected_sha256,
+                        policy, created, updated, concat, parts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """,
                     [
                         .text(upload.id), progress.length.map { .integer(Int64($0)) } ?? .null,
-                        .integer(Int64(progress.offset)), .blob(progress.hashState), .text(upload.metadataHeader),
+                        .integer(Int64(progress.offset)), .blob(progress.hash.state),
+                        .integer(Int64(progress.hash.size)), .text(upload.metadataHeader),
                         .text(upload.target.description), upload.expectedSHA256.map { .text($0) } ?? .null,
                         .text(upload.policy.name), .integer(upload.created), .integer(progress.updated),
                         upload.kind.column, upload.kind.parts.isEmpty ? .null : .text(upload.kind.parts.joined(separator: " ")),
@@ -151,17 +156,19 @@ final class UploadStore: Sendable {
 
     // MARK: Progress
 
-    /// Records that the upload's data file now durably holds `offset` bytes whose digest state is
-    /// `hashState` (and, for a deferred upload, its declared `length`). Blocking.
-    func saveProgress(_ upload: Upload, offset: UInt64, hashState: [UInt8], length: UInt64?) throws(HTTPError) {
+    /// Records that the upload's data file now durably holds `offset` bytes, with `hash` over a prefix
+    /// of them (and, for a deferred upload, its declared `length`). Blocking.
+    func saveProgress(
+        _ upload: Upload, offset: UInt64, hash: TrailingHasher.Checkpoint, length: UInt64?
+    ) throws(HTTPError) {
         let now = UploadStore.now()
         do {
             try database.write { connection in
                 try connection.execute(
-                    "UPDATE uploads SET offset = ?, hash_state = ?, length = ?, updated = ? WHERE id = ?",
+                    "UPDATE uploads SET offset = ?, hash_state = ?, hashed = ?, length = ?, updated = ? WHERE id = ?",
                     [
-                        .integer(Int64(offset)), .blob(hashState), length.map { .integer(Int64($0)) } ?? .null,
-                        .integer(now), .text(upload.id),
+                        .integer(Int64(offset)), .blob(hash.state), .integer(Int64(hash.size)),
+                        length.map { .integer(Int64($0)) } ?? .null, .integer(now), .text(upload.id),
                     ])
             }
         } catch {
@@ -169,7 +176,7 @@ final class UploadStore: Sendable {
         }
         upload.progress.withLock {
             $0.offset = offset
-            $0.hashState = hashState
+            $0.hash = hash
             $0.length = length
             $0.updated = now
         }
@@ -181,12 +188,17 @@ final class UploadStore: Sendable {
     func complete(_ upload: Upload, policy override: CollisionPolicy? = nil) throws(HTTPError) -> RelativePath {
         let progress = upload.snapshot
         if case .complete(let path) = progress.phase { return path }
-        guard let length = progress.length, progress.offset == length,
-            let digest = SHA256(state: progress.hashState)
-        else {
+        guard let length = progress.length, progress.offset == length else {
             throw HTTPError(409, code: "upload_incomplete", "The upload is not complete yet.")
         }
-        let actual = digest.finalizeHex()
+        // The request that delivers the last byte waits for the hashing; should it trail here all the
+        // same, the rest is hashed now.
+        guard let digest = SHA256(state: progress.hash.state),
+            let actual = TrailingHasher(path: dataPath(upload.id), offset: progress.hash.size, digest: digest)
+                .finish(size: length)
+        else {
+            throw HTTPError(500, code: "io_error", "The server could not read the upload back to hash it.")
+        }
         if let expected = upload.expectedSHA256, expected != actual {
             remove(upload)
             throw HTTPError(
@@ -251,7 +263,7 @@ final class UploadStore: Sendable {
         var known: [String: Upload] = [:]
         for row in rows {
             guard let id = row["id"].text, let target = try? RelativePath(plain: row["target"].text ?? ""),
-                let hashState = row["hash_state"].blob, let offset = row["offset"].integer
+                let hashState = row["hash_state"].blob, let offset = row["offset"].integer.map({ UInt64($0) })
             else { continue }
             let length = row["length"].integer.map { UInt64($0) }
             var phase = Upload.Phase.receiving
@@ -264,7 +276,8 @@ final class UploadStore: Sendable {
                 expectedSHA256: row["expected_sha256"].text, policy: CollisionPolicy(name: row["policy"].text ?? ""),
                 created: row["created"].integer ?? 0,
                 progress: .init(
-                    length: length, offset: UInt64(offset), hashState: hashState, phase: phase,
+                    length: length, offset: offset,
+                    hash: .init(size: row["hashed"].integer.map { UInt64($0) } ?? offset, state: hashState), phase: phase,
                     updated: row["updated"].integer ?? 0))
             known[id] = upload
         }
@@ -317,15 +330,15 @@ final class UploadStore: Sendable {
             size = length
         }
         fsync(descriptor)
-        guard size != progress.offset else { return }
-        // Hash what the file holds beyond the recorded offset (or all of it, if it holds less).
-        let resumeFrom = size > progress.offset ? progress.offset : 0
-        let digest = resumeFrom > 0 ? SHA256(state: progress.hashState) ?? SHA256() : SHA256()
-        guard let hasher = TrailingHasher(path: path, offset: resumeFrom == 0 ? 0 : resumeFrom, digest: digest),
-            let state = hasher.checkpoint(size: size)
+        guard size != progress.offset || progress.hash.size != size else { return }
+        // Hash what the file holds beyond the recorded digest's prefix (or all of it, if it holds less).
+        let hashed = progress.hash.size
+        let digest = size >= hashed ? SHA256(state: progress.hash.state) : nil
+        guard let state = TrailingHasher(path: path, offset: digest == nil ? 0 : hashed, digest: digest ?? SHA256())
+            .checkpoint(size: size)
         else { return }
         do {
-            try saveProgress(upload, offset: size, hashState: state, length: progress.length)
+            try saveProgress(upload, offset: size, hash: .init(size: size, state: state), length: progress.length)
             log.info(
                 "upload_recovered", ["upload": .string(upload.id), "offset": .uint(size), "recorded": .uint(progress.offset)])
         } catch {
