@@ -141,6 +141,9 @@ private let collectValueCallback: MHD_KeyValueIterator = { cls, _, key, value in
 extension ServerCore {
     /// The head has arrived: ask the responder what to do.
     func begin(_ request: Request) -> RequestContext {
+        if let error = oversizeHead(request) {
+            return RequestContext(request: request, state: .ready(Response(error: error)), logsProgress: false)
+        }
         if request.hasConflictingLengths {
             let error = HTTPError.badRequest(
                 "bad_content_length", "The request has more than one Content-Length header; send exactly one.")
@@ -173,6 +176,27 @@ extension ServerCore {
                 ])
         }
         return context
+    }
+
+    /// 414 or 431 for a request head over the configured limits, which sit below libmicrohttpd's own
+    /// (its pool), so that the client gets a JSON error rather than the library's HTML.
+    private func oversizeHead(_ request: Request) -> HTTPError? {
+        let target = request.path.utf8.count + request.query.reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count + 2 }
+        if target > configuration.maximumTargetLength {
+            return HTTPError(
+                414, code: "uri_too_long",
+                "The request's URL is over \(configuration.maximumTargetLength) bytes. Use shorter names or paths.",
+                details: [("limit", .uint(UInt64(configuration.maximumTargetLength)))])
+        }
+        let headerBytes = request.headers.fields.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 }
+        if headerBytes > configuration.maximumHeaderBytes {
+            return HTTPError(
+                431, code: "headers_too_large",
+                "The request's headers are over \(configuration.maximumHeaderBytes) bytes. Send fewer or shorter "
+                    + "headers (large cookies are the usual cause).",
+                details: [("limit", .uint(UInt64(configuration.maximumHeaderBytes)))])
+        }
+        return nil
     }
 
     /// Called right after `begin`. A response for a request with a body goes out now when the client has

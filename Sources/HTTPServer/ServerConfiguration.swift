@@ -11,6 +11,12 @@ public struct ServerConfiguration: Sendable {
     /// Per-connection memory (libmicrohttpd's pool). Caps request headers and sets the size of each
     /// body block; 256 KiB measured twice as fast as the 32 KiB default for uploads.
     public var connectionMemoryLimit: Int = 256 * 1024
+    /// The longest request target (path and query) answered; longer gets 414 with a JSON error. Keep it
+    /// well under `connectionMemoryLimit`: past that, libmicrohttpd refuses the request itself, with its
+    /// own HTML body.
+    public var maximumTargetLength: Int = 16 * 1024
+    /// The most header bytes answered; more gets 431 with a JSON error (the same caveat).
+    public var maximumHeaderBytes: Int = 64 * 1024
     /// Block size for streamed response bodies.
     public var responseBlockSize: Int = 256 * 1024
     /// Seconds a connection may stay idle (no bytes in either direction) before it is closed.
