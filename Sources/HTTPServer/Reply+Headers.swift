@@ -10,6 +10,7 @@ extension Reply {
         switch self {
         case .respond(let response): return .respond(add(response))
         case .work(let job): return .work { add(job()) }
+        case .later(let start): return .later { respond in start { respond(add($0)) } }
         case .consume(let consumer): return .consume(HeaderAddingConsumer(consumer, add: add))
         }
     }

@@ -15,6 +15,8 @@ final class RequestContext: @unchecked Sendable {
         case discarding(Response)
         /// Blocking work to run once the body (if any) is over.
         case deferred(@Sendable () -> Response)
+        /// A response to wait for once the body (if any) is over (`Reply.later`).
+        case awaiting(@Sendable (_ respond: @escaping @Sendable (Response) -> Void) -> Void)
         /// A worker owns the request; the connection is suspended.
         case working
         /// The response, to queue at the next call.

@@ -14,6 +14,10 @@ public enum Reply: Sendable {
     case consume(any BodyConsumer)
     /// Make the response on a worker thread, where blocking is allowed; for requests without a body.
     case work(@Sendable () -> Response)
+    /// Answer when something happens elsewhere, holding no thread meanwhile: the closure is called on
+    /// the event-loop thread (it must not block) with a function to call once, from any thread, with
+    /// the response. For requests without a body.
+    case later(@Sendable (_ respond: @escaping @Sendable (Response) -> Void) -> Void)
 }
 
 /// Receives a request body block by block, through a small fixed buffer, and makes the response.

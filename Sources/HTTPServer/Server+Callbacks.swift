@@ -1,4 +1,5 @@
 internal import CMicroHTTPD
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -55,6 +56,12 @@ let engineLogCallback: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<C
     var message = String(cString: line)
     while message.last == "\n" || message.last == "." { message.removeLast() }
     core.logger.log(.info, "engine", ["message": .string(message)])
+}
+
+/// True for the first `claim` only, from any thread.
+private final class OnceFlag: Sendable {
+    private let claimed = Atomic<Bool>(false)
+    func claim() -> Bool { !claimed.exchange(true, ordering: .acquiringAndReleasing) }
 }
 
 /// Holds a response body's source while libmicrohttpd streams it.
@@ -165,6 +172,7 @@ extension ServerCore {
         case .respond(let response): state = .ready(response)
         case .consume(let consumer): state = .receiving(consumer)
         case .work(let job): state = .deferred(job)
+        case .later(let start): state = .awaiting(start)
         }
         let context = RequestContext(request: request, state: state, logsProgress: logsProgress)
         if logsProgress, case .receiving = state {
@@ -272,6 +280,11 @@ extension ServerCore {
                 return queue(Response(error: ServerCore.shuttingDown), context: context, connection: connection)
             }
             return runOnWorker(context, connection: connection, job)
+        case .awaiting(let start):
+            if stopping.load(ordering: .sequentiallyConsistent) {
+                return queue(Response(error: ServerCore.shuttingDown), context: context, connection: connection)
+            }
+            return awaitResponse(context, connection: connection, start)
         case .working, .queued:
             return .YES
         }
@@ -289,6 +302,24 @@ extension ServerCore {
         pendingWork.enter()
         workers.async {
             context.state = .ready(job())
+            MHD_resume_connection(suspended.pointer)
+            self.pendingWork.leave()
+        }
+        return .YES
+    }
+
+    private func awaitResponse(
+        _ context: RequestContext, connection: OpaquePointer,
+        _ start: @Sendable (_ respond: @escaping @Sendable (Response) -> Void) -> Void
+    ) -> MHD_Result {
+        context.state = .working
+        MHD_suspend_connection(connection)
+        let suspended = SuspendedConnection(pointer: connection)
+        pendingWork.enter()
+        let answered = OnceFlag()
+        start { response in
+            guard answered.claim() else { return }
+            context.state = .ready(response)
             MHD_resume_connection(suspended.pointer)
             self.pendingWork.leave()
         }

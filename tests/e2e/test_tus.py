@@ -580,3 +580,36 @@ def test_a_digest_trailing_the_offset_survives_sigkill(start_ferry):
     status, headers, _ = Tus(again.port).patch(url, 6 * 1024 * 1024, data[6 * 1024 * 1024:])
     assert status == 204 and headers["ferry-file"] == "/api/files/crash.bin"
     assert sha256_file(again.root / "crash.bin") == hashlib.sha256(data).hexdigest()
+
+
+def test_heads_waiting_on_live_writers_hold_no_worker(ferry, tus):
+    """Many HEADs waiting for silent PATCHes to be cut (3 s of silence) must not hold the threads that
+    other requests' blocking work (a PUT's fsync and rename) needs: the PUT is answered while they wait."""
+    silent = []
+    urls = []
+    for index in range(12):
+        status, headers, _ = tus.create(10_000_000, metadata(filename=f"held-{index}.bin"))
+        url = created_url(tus, status, headers)
+        urls.append(url)
+        silent.append(start_silent_patch(ferry.port, url, 10_000_000, 1_000_000))
+    time.sleep(0.3)
+    answered = []
+
+    def head(url):
+        status, headers, _ = Tus(ferry.port).head(url)
+        answered.append((time.time(), status, headers.get("upload-offset")))
+
+    waiting = [threading.Thread(target=head, args=(url,)) for url in urls]
+    for thread in waiting:
+        thread.start()
+    time.sleep(0.3)
+    put = curl("--data-binary", "m" * 100_000, "-X", "PUT", ferry.url("/api/files/meanwhile.bin"))
+    put_done = time.time()
+    assert put.status == 201
+    for thread in waiting:
+        thread.join(30)
+    assert len(answered) == 12
+    assert all(status == 200 and offset == "1000000" for _, status, offset in answered), answered
+    assert put_done < min(when for when, _, _ in answered), "the PUT waited for the HEADs"
+    for sock in silent:
+        sock.close()

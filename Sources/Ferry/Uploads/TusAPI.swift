@@ -1,3 +1,4 @@
+import Dispatch
 import HTTPServer
 
 /// The tus 1.0.0 server at `/api/uploads/`: resumable uploads that pass any proxy's body cap in chunks.
@@ -73,13 +74,11 @@ struct TusAPI {
     /// next PATCH must use. A request still delivering bytes is never cut by a HEAD: 423 if it goes on.
     private func head(_ upload: Upload) -> Reply {
         guard upload.snapshot.writer != nil else { return .respond(headResponse(upload)) }
-        return .work {
-            for _ in 0..<60 {
-                guard let writer = upload.snapshot.writer else { return headResponse(upload) }
-                if writer.isStalled { writer.connection.cut() }
-                usleepMilliseconds(100)
+        // Answer once the writer is done (a stalled one is cut, keeping its bytes), holding no thread.
+        return .later { respond in
+            upload.whenWriterGone(within: 6) { gone in
+                respond(gone ? self.headResponse(upload) : Response(error: TusAPI.locked))
             }
-            return upload.snapshot.writer == nil ? headResponse(upload) : Response(error: TusAPI.locked)
         }
     }
 
@@ -141,20 +140,15 @@ struct TusAPI {
         }
         upload.snapshot.writer?.connection.cut()
         let store = self.store
-        return .work {
-            for _ in 0..<50 where upload.snapshot.writer != nil { usleepMilliseconds(100) }
-            store.remove(upload)
-            return Response(status: 204)
+        return .later { respond in
+            upload.whenWriterGone(within: 5) { _ in
+                DispatchQueue.global().async {
+                    store.remove(upload)
+                    respond(Response(status: 204))
+                }
+            }
         }
     }
-}
-
-#if canImport(Glibc)
-import Glibc
-#endif
-
-func usleepMilliseconds(_ milliseconds: UInt32) {
-    usleep(milliseconds * 1000)
 }
 
 extension String {

@@ -1,3 +1,4 @@
+import Dispatch
 import HTTPServer
 import Synchronization
 
@@ -110,6 +111,22 @@ final class Upload: Sendable {
     }
 
     var snapshot: Progress { progress.withLock { $0 } }
+
+    /// Calls `then(true)` once no request is writing to this upload, or `then(false)` after `seconds`;
+    /// a writer silent for `ActiveWriter.stallMilliseconds` is cut on the way (keeping its bytes). Checks
+    /// every 100 ms on a timer: holds no thread while it waits. `then` runs on a Dispatch thread.
+    func whenWriterGone(within seconds: Int, then: @escaping @Sendable (Bool) -> Void) {
+        check(remaining: seconds * 10, then: then)
+    }
+
+    private func check(remaining: Int, then: @escaping @Sendable (Bool) -> Void) {
+        guard let writer = snapshot.writer else { return then(true) }
+        if writer.isStalled { writer.connection.cut() }
+        guard remaining > 0 else { return then(false) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(100)) {
+            self.check(remaining: remaining - 1, then: then)
+        }
+    }
 
     /// Whether all of its bytes have arrived (for a partial upload: ready to be concatenated).
     var isFilled: Bool {
