@@ -6,6 +6,7 @@ public struct FerryApp: Responder {
     let files: FilesAPI
     let uploads: TusAPI
     let cors: CORSPolicy
+    let hosts: HostPolicy
 
     /// Opens the upload store (recovering uploads a crash interrupted) and starts its expiry reaper.
     /// `startupLogger` takes what recovery logs; `logger` everything after.
@@ -16,6 +17,7 @@ public struct FerryApp: Responder {
             logger: logger, startupLogger: startupLogger)
         uploads = TusAPI(store: store, maximumRequestBody: options.maximumRequestBody)
         cors = CORSPolicy(origins: options.corsOrigins)
+        hosts = HostPolicy(allowed: options.allowedHosts, listeningOn: options.host)
         FerryApp.scheduleReaper(store, every: max(1, min(60, options.uploadExpiry / 10)))
     }
 
@@ -27,6 +29,9 @@ public struct FerryApp: Responder {
     }
 
     public func reply(to request: Request) -> Reply {
+        if let refused = hosts.refuses(request) {
+            return .respond(Response(error: refused))
+        }
         let corsHeaders = cors.headers(for: request)
         if let preflight = cors.preflight(request) {
             return Reply.respond(preflight).withHeaders(corsHeaders)

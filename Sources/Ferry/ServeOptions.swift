@@ -34,6 +34,8 @@ public struct ServeOptions: Sendable, Equatable {
                 help: "Comma-separated origins allowed to call the API from a browser (CORS), or *."),
         Setting(flag: "--upload-expiry", variable: "FERRY_UPLOAD_EXPIRY", defaultValue: "86400",
                 help: "Seconds an unfinished resumable upload may stay idle before it is removed."),
+        Setting(flag: "--allowed-hosts", variable: "FERRY_ALLOWED_HOSTS", defaultValue: "localhost when on loopback, else any",
+                help: "Comma-separated host names clients may use to reach Ferry (IP addresses always work), or *."),
     ]
 
     public var root = "./data"
@@ -46,6 +48,8 @@ public struct ServeOptions: Sendable, Equatable {
     public var maximumUploadSize: UInt64? = nil
     public var uploadExpiry = 86_400
     public var corsOrigins: [String] = []
+    /// nil: the default (see `HostPolicy`).
+    public var allowedHosts: [String]? = nil
 
     public struct Invalid: Error, CustomStringConvertible, Equatable {
         public let description: String
@@ -100,6 +104,9 @@ public struct ServeOptions: Sendable, Equatable {
         }
         if let text = values["--threads"] {
             threads = try ServeOptions.number(text, flag: "--threads", in: 1...256)
+        }
+        if let text = values["--allowed-hosts"] {
+            allowedHosts = text.split(separator: ",").map { String($0).trimmingASCIIWhitespace() }.filter { !$0.isEmpty }
         }
         if let text = values["--cors-origins"] {
             corsOrigins = text.split(separator: ",").map { String($0).trimmingASCIIWhitespace() }.filter { !$0.isEmpty }

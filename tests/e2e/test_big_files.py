@@ -67,7 +67,7 @@ def test_small_get_is_answered_while_another_upload_is_being_made_durable(start_
     (ferry.root / "tiny.txt").write_bytes(b"tiny")
     size = path.stat().st_size
     upload = socket.create_connection(("127.0.0.1", ferry.port))
-    upload.sendall(f"PUT /api/files/durable.bin HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n".encode())
+    upload.sendall(f"PUT /api/files/durable.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {size}\r\n\r\n".encode())
     with open(path, "rb") as source:
         upload.sendfile(source)
     # Every byte has arrived once the temporary file is whole: the upload is now being made durable.

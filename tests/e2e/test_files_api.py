@@ -37,7 +37,7 @@ def test_put_then_get_round_trips_bytes_and_metadata(ferry, tmp_path):
     assert get.headers["content-disposition"].startswith("inline;")
     assert get.headers["x-content-type-options"] == "nosniff"
 
-    head = raw_exchange(ferry.port, b"HEAD /api/files/album/2026/photo.jpg HTTP/1.1\r\nHost: x\r\n"
+    head = raw_exchange(ferry.port, b"HEAD /api/files/album/2026/photo.jpg HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                                     b"Connection: close\r\n\r\n")
     head_lines, _, head_body = head.partition(b"\r\n\r\n")
     assert head_lines.startswith(b"HTTP/1.1 200")
@@ -213,6 +213,27 @@ def test_conditional_put_and_delete(ferry, tmp_path):
     new_etag = curl("-I", ferry.url("/api/files/doc.txt")).headers["etag"]
     assert curl("-X", "DELETE", "-H", f"If-Match: {new_etag}", ferry.url("/api/files/doc.txt")).status == 204
     assert curl("-T", str(tmp_path / "v1"), "-H", 'If-Match: "x"', ferry.url("/api/files/absent.txt")).status == 412
+
+
+def test_dns_rebinding_names_are_refused_on_loopback(start_ferry, tmp_path):
+    """A page on evil.example that rebinds its name to 127.0.0.1 is same-origin with itself, so the CORS
+    and cross-site checks let it through; the Host header still names evil.example, and Ferry on loopback
+    refuses it (421) unless the operator listed the name."""
+    ferry = start_ferry()
+    (tmp_path / "p").write_bytes(b"pwned")
+    rebound = curl("-H", f"Host: evil.example:{ferry.port}", "-H", f"Origin: http://evil.example:{ferry.port}",
+                   "-T", str(tmp_path / "p"), ferry.url("/api/files/rebound.txt"))
+    assert rebound.status == 421 and rebound.error_code() == "host_not_allowed"
+    assert "--allowed-hosts evil.example" in rebound.json()["error"]["message"]
+    assert not (ferry.root / "rebound.txt").exists()
+    assert curl("-H", f"Host: evil.example:{ferry.port}", ferry.url("/api/files/")).status == 421, "reads too"
+    assert curl("-H", f"Host: localhost:{ferry.port}", ferry.url("/api/files/")).status == 200
+    assert curl("-H", f"Host: [::1]:{ferry.port}", ferry.url("/api/files/")).status == 200
+    listed = start_ferry("--allowed-hosts", "files.example.com", root=tmp_path / "listed")
+    assert curl("-H", "Host: files.example.com", "-T", str(tmp_path / "p"), listed.url("/api/files/ok.txt")).status == 201
+    assert curl("-H", "Host: evil.example", listed.url("/api/files/")).status == 421
+    anything = start_ferry(root=tmp_path / "anything", env={"FERRY_ALLOWED_HOSTS": "*"})
+    assert curl("-H", "Host: evil.example", anything.url("/api/files/")).status == 200
 
 
 def test_cross_site_writes_from_browsers_are_refused(start_ferry, tmp_path):

@@ -37,7 +37,7 @@ def test_c01_client_that_disconnects_at_40_percent_leaves_nothing(ferry, tmp_pat
 
 def test_short_body_then_close_is_an_aborted_upload(ferry):
     with socket.create_connection(("127.0.0.1", ferry.port)) as sock:
-        sock.sendall(b"PUT /api/files/short.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n" + b"x" * 1000)
+        sock.sendall(b"PUT /api/files/short.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000\r\n\r\n" + b"x" * 1000)
         time.sleep(0.2)
     wait_for_no_temporary_files(ferry)
     assert not (ferry.root / "short.bin").exists()

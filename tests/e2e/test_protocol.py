@@ -80,15 +80,15 @@ def json_error_of(raw: bytes) -> dict:
 
 
 def test_oversize_head_gets_431_and_oversize_url_gets_414_with_json(ferry):
-    big_header = raw_exchange(ferry.port, b"GET /api/files/ HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000
+    big_header = raw_exchange(ferry.port, b"GET /api/files/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 100_000
                               + b"\r\nConnection: close\r\n\r\n")
     assert big_header.startswith(b"HTTP/1.1 431")
     assert json_error_of(big_header)["code"] == "headers_too_large"
-    long_url = raw_exchange(ferry.port, b"GET /api/files/" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n"
+    long_url = raw_exchange(ferry.port, b"GET /api/files/" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                             b"Connection: close\r\n\r\n")
     assert long_url.startswith(b"HTTP/1.1 414")
     assert json_error_of(long_url)["code"] == "uri_too_long"
-    long_query = raw_exchange(ferry.port, b"GET /api/files/?q=" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n"
+    long_query = raw_exchange(ferry.port, b"GET /api/files/?q=" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                               b"Connection: close\r\n\r\n")
     assert long_query.startswith(b"HTTP/1.1 414")
     # A head just under the limits is served.
@@ -97,10 +97,10 @@ def test_oversize_head_gets_431_and_oversize_url_gets_414_with_json(ferry):
 
 def test_a_head_past_the_engine_pool_is_still_refused(ferry):
     # Past libmicrohttpd's own buffer (256 KiB) the library answers by itself (its HTML, not our JSON).
-    big_header = raw_exchange(ferry.port, b"GET /api/files/ HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 300_000
+    big_header = raw_exchange(ferry.port, b"GET /api/files/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 300_000
                               + b"\r\nConnection: close\r\n\r\n")
     assert big_header.startswith(b"HTTP/1.1 431")
-    long_url = raw_exchange(ferry.port, b"GET /api/files/" + b"a" * 300_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    long_url = raw_exchange(ferry.port, b"GET /api/files/" + b"a" * 300_000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     assert long_url.startswith(b"HTTP/1.1 414")
     # The server is unharmed.
     assert curl(ferry.url("/api/files/")).status == 200
@@ -108,7 +108,7 @@ def test_a_head_past_the_engine_pool_is_still_refused(ferry):
 
 @pytest.mark.parametrize("length, status", [("abc", 400), ("-5", 400), ("99999999999999999999999", 413)])
 def test_malformed_content_length_is_refused(ferry, length, status):
-    reply = raw_exchange(ferry.port, f"PUT /api/files/z HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n"
+    reply = raw_exchange(ferry.port, f"PUT /api/files/z HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {length}\r\n\r\n"
                          .encode())
     assert reply.startswith(f"HTTP/1.1 {status}".encode())
     assert not (ferry.root / "z").exists()
@@ -117,7 +117,7 @@ def test_malformed_content_length_is_refused(ferry, length, status):
 def test_idle_connections_are_closed(start_ferry):
     ferry = start_ferry("--idle-timeout", "1")
     with socket.create_connection(("127.0.0.1", ferry.port), timeout=15) as idle:
-        idle.sendall(b"GET /api/files/ HTTP/1.1\r\nHost: x\r\n")  # an unfinished head, then silence
+        idle.sendall(b"GET /api/files/ HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # an unfinished head, then silence
         started = time.time()
         assert idle.recv(1) == b""  # the server closes it
         assert time.time() - started < 14
@@ -129,7 +129,7 @@ def test_connections_per_client_are_capped_without_starving_other_clients(start_
     hogs = [socket.create_connection(("127.0.0.1", ferry.port)) for _ in range(4)]
     try:
         for hog in hogs:
-            hog.sendall(b"GET /api/files/ HTTP/1.1\r\nHost: x\r\n")  # held open, head unfinished
+            hog.sendall(b"GET /api/files/ HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # held open, head unfinished
         time.sleep(0.2)
         result = subprocess.run(["curl", "-sS", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}",
                                  ferry.url("/api/files/")], capture_output=True, text=True)

@@ -207,7 +207,7 @@ def start_silent_patch(port, url, length, sent, fill=b"a"):
     """Opens a PATCH that declares `length` bytes, sends `sent` of them, then stays silent: what a client
     whose network died looks like to the server. Returns the socket."""
     sock = socket.create_connection(("127.0.0.1", port))
-    sock.sendall((f"PATCH {url} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n"
+    sock.sendall((f"PATCH {url} HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n"
                   f"Content-Type: application/offset+octet-stream\r\nContent-Length: {length}\r\n\r\n").encode()
                  + fill * sent)
     return sock
@@ -455,7 +455,7 @@ def test_a_head_does_not_cut_a_patch_that_is_still_sending(ferry, tus):
 
     def slow_patch():
         with socket.create_connection(("127.0.0.1", ferry.port)) as sock:
-            sock.sendall((f"PATCH {url} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n"
+            sock.sendall((f"PATCH {url} HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n"
                           f"Content-Type: application/offset+octet-stream\r\nContent-Length: {size}\r\n\r\n").encode())
             for _ in range(40):
                 sock.sendall(b"L" * 65536)
@@ -484,7 +484,7 @@ def test_sigkill_during_a_checksummed_patch_keeps_none_of_it(start_ferry):
     good = os.urandom(8_000_000)
     checksum = "sha1 " + base64.b64encode(hashlib.sha1(good).digest()).decode()
     sock = socket.create_connection(("127.0.0.1", ferry.port))
-    sock.sendall((f"PATCH {url} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n"
+    sock.sendall((f"PATCH {url} HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n"
                   f"Upload-Checksum: {checksum}\r\n"
                   "Content-Type: application/offset+octet-stream\r\nContent-Length: 8000000\r\n\r\n").encode()
                  + b"\xee" * 3_000_000)  # bytes that will never match

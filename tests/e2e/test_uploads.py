@@ -277,7 +277,7 @@ def test_multipart_filename_star_that_is_not_utf8_is_refused(ferry):
 
 def test_two_content_lengths_are_refused(ferry):
     from conftest import raw_exchange
-    reply = raw_exchange(ferry.port, b"PUT /api/files/smuggle.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+    reply = raw_exchange(ferry.port, b"PUT /api/files/smuggle.txt HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n"
                                      b"Content-Length: 3\r\n\r\nhello")
     assert reply.startswith(b"HTTP/1.1 400"), reply[:100]
     assert b"bad_content_length" in reply
@@ -297,7 +297,7 @@ def test_chunked_body_over_the_limit_gets_a_readable_413(start_ferry, tmp_path):
 def test_huge_declared_body_without_expect_is_refused_at_once(ferry):
     import socket
     with socket.create_connection(("127.0.0.1", ferry.port), timeout=10) as sock:
-        sock.sendall(b"PUT /api/files/huge.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000000000\r\n\r\nabc")
+        sock.sendall(b"PUT /api/files/huge.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000000000000\r\n\r\nabc")
         reply = sock.recv(65536)
     assert reply.startswith(b"HTTP/1.1 507"), reply[:200]
     assert not (ferry.root / "huge.bin").exists()
