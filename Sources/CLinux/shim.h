@@ -16,5 +16,13 @@ extern int mallopt(int param, int value);
 #define CLINUX_RENAME_NOREPLACE (1 << 0)
 #define CLINUX_SYNC_FILE_RANGE_WRITE 2
 #define CLINUX_FALLOC_FL_KEEP_SIZE 0x01
+/* O_DIRECT, which glibc defines only under _GNU_SOURCE; its value differs by architecture. */
+#if defined(__aarch64__) || defined(__arm__)
+#define CLINUX_O_DIRECT 0200000
+#elif defined(__powerpc__) || defined(__powerpc64__)
+#define CLINUX_O_DIRECT 0400000
+#else
+#define CLINUX_O_DIRECT 040000
+#endif
 
 #endif

@@ -27,6 +27,7 @@ private final class HeaderAddingConsumer: BodyConsumer {
     }
 
     func consume(_ block: UnsafeRawBufferPointer) throws { try inner.consume(block) }
+    func pauses(until resume: @escaping @Sendable () -> Void) -> Bool { inner.pauses(until: resume) }
     func finish() -> Response { add(inner.finish()) }
     func abort(reason: AbortReason) { inner.abort(reason: reason) }
 }

@@ -29,11 +29,19 @@ public protocol BodyConsumer: AnyObject, Sendable {
     /// Takes the next block of the body. Throwing stops writing: the rest of the body is discarded and
     /// the error (an `HTTPError`, or a 500) becomes the response.
     func consume(_ block: UnsafeRawBufferPointer) throws
+    /// Flow control, asked after each `consume`: false to take the next block at once; true if the
+    /// consumer cannot take one yet (its writes to disk are behind), in which case the engine stops
+    /// reading the connection until `resume` is called (once, from any thread). Defaults to false.
+    func pauses(until resume: @escaping @Sendable () -> Void) -> Bool
     /// The whole body arrived. May block (fsync, rename).
     func finish() -> Response
     /// The body will not be finished: the connection broke, the server is stopping, or `consume`
     /// threw. Undo whatever was started. Must not block for long.
     func abort(reason: AbortReason)
+}
+
+extension BodyConsumer {
+    public func pauses(until resume: @escaping @Sendable () -> Void) -> Bool { false }
 }
 
 /// Why a body was not finished.

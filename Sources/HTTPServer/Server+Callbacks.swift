@@ -1,4 +1,5 @@
 internal import CMicroHTTPD
+import Dispatch
 import Synchronization
 
 #if canImport(Glibc)
@@ -251,6 +252,7 @@ extension ServerCore {
         case .receiving(let consumer):
             do {
                 try consumer.consume(block)
+                pauseIfAsked(consumer, connection: connection)
             } catch {
                 consumer.abort(reason: .rejected(error))
                 context.state = .discarding(response(for: error, request: context.request))
@@ -262,6 +264,14 @@ extension ServerCore {
         }
         if context.logsProgress { logProgress(context) }
         return .YES
+    }
+
+    /// Stops reading the connection while its consumer cannot take more (its disk writes are behind).
+    private func pauseIfAsked(_ consumer: any BodyConsumer, connection: OpaquePointer) {
+        let gate = PauseGate(SuspendedConnection(pointer: connection), pendingWork: pendingWork)
+        guard consumer.pauses(until: gate.open) else { return }
+        MHD_suspend_connection(connection)
+        gate.suspended()
     }
 
     /// The body is over (or there was none): queue the answer, or hand blocking work to a worker.
@@ -425,6 +435,40 @@ extension ServerCore {
                 ])
         }
         logger.info("request", fields)
+    }
+}
+
+/// Resumes a paused connection exactly once, after it is suspended: the consumer may call `open` before
+/// the event thread has suspended the connection (its writes caught up at once), or after.
+private final class PauseGate: Sendable {
+    private enum Step: Int { case asked, suspended, opened }
+    private let step = Atomic<Int>(Step.asked.rawValue)
+    private let connection: SuspendedConnection
+    private let pendingWork: DispatchGroup
+
+    init(_ connection: SuspendedConnection, pendingWork: DispatchGroup) {
+        self.connection = connection
+        self.pendingWork = pendingWork
+    }
+
+    /// The consumer can take more.
+    @Sendable func open() {
+        if step.exchange(Step.opened.rawValue, ordering: .acquiringAndReleasing) == Step.suspended.rawValue {
+            resume()
+        }
+    }
+
+    /// The event thread has suspended the connection.
+    func suspended() {
+        pendingWork.enter()
+        let (exchanged, _) = step.compareExchange(
+            expected: Step.asked.rawValue, desired: Step.suspended.rawValue, ordering: .acquiringAndReleasing)
+        if !exchanged { resume() }
+    }
+
+    private func resume() {
+        MHD_resume_connection(connection.pointer)
+        pendingWork.leave()
     }
 }
 

@@ -109,6 +109,8 @@ func serve(_ arguments: [String]) -> Never {
     sigwait(&signals, &received)
     logger.info("stopping", ["signal": .string(received == SIGINT ? "SIGINT" : "SIGTERM")])
     server.stop()
+    // Interrupted uploads are being recorded or removed in the background: let that finish.
+    if !BackgroundWork.wait(seconds: 10) { logger.warning("stopped_with_background_work") }
     logger.info("stopped")
     exit(0)
 }

@@ -49,6 +49,10 @@ final class MultipartUpload: BodyConsumer, @unchecked Sendable {
         }
     }
 
+    func pauses(until resume: @escaping @Sendable () -> Void) -> Bool {
+        current?.writer.pauses(until: resume) ?? false
+    }
+
     private func feed(_ block: UnsafeRawBufferPointer) throws {
         try parser.feed(block) { event in
             switch event {
@@ -57,7 +61,10 @@ final class MultipartUpload: BodyConsumer, @unchecked Sendable {
             case .partData(let data):
                 try current?.writer.write(data)
             case .partEnd:
-                if let current { completed.append(current) }
+                if let current {
+                    current.writer.seal()
+                    completed.append(current)
+                }
                 current = nil
             }
         }

@@ -33,6 +33,10 @@ final class PutUpload: BodyConsumer, @unchecked Sendable {
         try writer.write(block)
     }
 
+    func pauses(until resume: @escaping @Sendable () -> Void) -> Bool {
+        writer.pauses(until: resume)
+    }
+
     func finish() -> Response {
         do {
             let stored = try writer.commit(at: target, policy: policy)

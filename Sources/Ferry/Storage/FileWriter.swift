@@ -4,23 +4,23 @@ import HTTPServer
 import Glibc
 #endif
 
-/// One file being written to a temporary file as its bytes arrive: each block is written straight
-/// through, and hashed (SHA-256) right behind the writer by a `TrailingHasher` on another thread.
+/// One file being written to a temporary file as its bytes arrive, through a `StagedWriter` (direct
+/// I/O, SHA-256 computed on the way).
 ///
-/// Threading: `write` runs on the event-loop thread; `commit` (fsync + rename) on a worker thread;
-/// never both at once. `@unchecked Sendable` for that hand-over.
+/// Threading: `write` and `pauses` run on the event-loop thread; `commit` (fsync + rename) on a worker
+/// thread; never both at once. `@unchecked Sendable` for that hand-over.
 final class FileWriter: @unchecked Sendable {
     let storage: Storage
     private var descriptor: Int32
     let temporaryPath: String
-    private let hasher: TrailingHasher
-    private(set) var size: UInt64 = 0
+    private let stream: StagedWriter
+    var size: UInt64 { stream.position }
 
     /// Creates the temporary file; with a declared length, checks and reserves the space first (507).
     init(storage: Storage, declaredLength: UInt64?) throws(HTTPError) {
         self.storage = storage
         (descriptor, temporaryPath) = try storage.createTemporaryFile()
-        hasher = TrailingHasher(path: temporaryPath)
+        stream = StagedWriter(path: temporaryPath, descriptor: descriptor, offset: 0)
         if let declaredLength {
             do {
                 try storage.reserve(declaredLength, descriptor: descriptor)
@@ -33,23 +33,19 @@ final class FileWriter: @unchecked Sendable {
 
     deinit { discard() }
 
-    /// Writes and hashes one block. A full disk becomes 507.
+    /// Stages one block for the disk and the hash. A full disk becomes 507.
     func write(_ block: UnsafeRawBufferPointer) throws(HTTPError) {
-        guard var base = block.baseAddress else { return }
-        var remaining = block.count
-        while remaining > 0 {
-            let written = Glibc.write(descriptor, base, remaining)
-            if written < 0 {
-                if errno == EINTR { continue }
-                let error = SystemError("write", temporaryPath)
-                if error.isNoSpace { throw HTTPError.insufficientStorage() }
-                throw HTTPError(500, code: "io_error", "The server could not store the upload: \(error).")
-            }
-            remaining -= written
-            base += written
-        }
-        size += UInt64(block.count)
-        hasher.advance(to: size)
+        try stream.append(block)
+    }
+
+    /// See `BodyConsumer.pauses(until:)`.
+    func pauses(until resume: @escaping @Sendable () -> Void) -> Bool {
+        stream.pauses(until: resume)
+    }
+
+    /// No more bytes: the last ones go to the disk now, while the body's other parts (if any) arrive.
+    func seal() {
+        stream.seal()
     }
 
     /// What a stored file looks like to the client.
@@ -72,15 +68,13 @@ final class FileWriter: @unchecked Sendable {
     func commit(at path: RelativePath, policy: CollisionPolicy) throws(HTTPError) -> Stored {
         defer { discard() }
         TestHooks.beforeCommit()
-        hasher.wake()
+        let sha256 = try stream.drain().finalizeHex()
+        stream.close()
         // A reservation past the data (fallocate KEEP_SIZE) is released by truncating to the real size.
         if ftruncate(descriptor, off_t(size)) != 0 || fsync(descriptor) != 0 {
             let error = SystemError("fsync", temporaryPath)
             if error.isNoSpace { throw HTTPError.insufficientStorage() }
             throw HTTPError(500, code: "io_error", "The server could not store the upload: \(error).")
-        }
-        guard let sha256 = hasher.finish(size: size) else {
-            throw HTTPError(500, code: "io_error", "The server could not read back the upload to hash it.")
         }
         var info = stat()
         fstat(descriptor, &info)
@@ -91,11 +85,15 @@ final class FileWriter: @unchecked Sendable {
             path: finalPath, size: size, sha256: sha256, modified: FileStatus(info).modifiedISO8601)
     }
 
-    /// Closes and removes the temporary file, if still there. Idempotent.
+    /// Closes and removes the temporary file, if still there, once the writes in flight are over (in the
+    /// background: does not block). Idempotent.
     func discard() {
         guard descriptor >= 0 else { return }
-        close(descriptor)
-        descriptor = -1
-        unlink(temporaryPath)
+        let (descriptor, path) = (self.descriptor, temporaryPath)
+        self.descriptor = -1
+        stream.abandon {
+            close(descriptor)
+            unlink(path)
+        }
     }
 }

@@ -6,21 +6,16 @@ import Synchronization
 import Glibc
 #endif
 
-/// Computes the SHA-256 of a file while it is being appended to, on a worker thread that reads each
-/// newly written range back from the page cache right behind the writer.
+/// Computes the SHA-256 of a file while it is being appended to by someone else (the assembly of a
+/// concatenated upload, which copies in the kernel), on a worker thread that reads each newly written
+/// range back from the page cache right behind the writer; also, from a saved state, the digest of a
+/// file's tail (recovery after a crash, or after a failed write).
 ///
-/// Why: hashing on the event-loop thread put SHA-256 (1.4 GB/s here) in series with receiving and
-/// writing, and cost a third of the upload throughput. Beside the writer, on the other core, it costs
-/// nothing unless it falls behind; when the upload ends only the last blocks remain to hash, so there
-/// is still no second pass over the file.
-///
-/// A resumable upload keeps one hasher across its requests: a request that ends does not wait for the
-/// hashing to catch up (`published` gives the digest of the prefix hashed so far, to record), and the
-/// next request goes on feeding the same hasher. The file is opened only while there is hashing to do,
-/// so a parked hasher holds no descriptor.
+/// Uploads received over HTTP do not need it: their bytes pass through `StagedWriter`'s buffers, which
+/// hash them on the way to the disk.
 ///
 /// Threading: `advance(to:)` is called by the writer (one thread at a time); the hashing runs on a
-/// private serial queue; `wake`, `published`, `checkpoint` and `finish` may be called from any thread.
+/// private serial queue; `wake`, `checkpoint` and `finish` may be called from any thread.
 final class TrailingHasher: @unchecked Sendable {
     private let path: String
     private let digest: SHA256
@@ -37,13 +32,9 @@ final class TrailingHasher: @unchecked Sendable {
     /// Bytes handed to the kernel for writeback so far; only touched on `queue`.
     private var flushed: UInt64 = 0
     private var failed = false
-    /// A prefix of the file and the digest state over it, refreshed as the hashing goes.
-    private let latest: Mutex<Checkpoint>
     /// Writeback is started every this many bytes. Small, so that little is left for the fsync that
     /// ends each request (2 MiB: the fsync closing a 64 MiB PATCH went from 5-8 ms to 2-3 ms here).
     private static let writebackStep: UInt64 = 2 << 20
-    /// How often `latest` is refreshed.
-    private static let publishStep: UInt64 = 4 << 20
     private static let blockSize = 64 * 1024
     private static let pool = DispatchQueue(label: "ferry.hashing", attributes: .concurrent)
 
@@ -62,7 +53,6 @@ final class TrailingHasher: @unchecked Sendable {
         hashed = offset
         flushed = offset
         lastScheduled = offset
-        latest = Mutex(Checkpoint(size: offset, state: digest.state))
         written.store(offset, ordering: .relaxed)
         queue = DispatchQueue(label: "ferry.hash", target: TrailingHasher.pool)
     }
@@ -85,9 +75,6 @@ final class TrailingHasher: @unchecked Sendable {
         queue.async { self.drain() }
     }
 
-    /// The longest prefix hashed so far, without waiting.
-    var published: Checkpoint { latest.withLock { $0 } }
-
     private func drain() {
         while true {
             hash(upTo: written.load(ordering: .acquiring))
@@ -100,7 +87,7 @@ final class TrailingHasher: @unchecked Sendable {
         }
     }
 
-    /// On `queue`: hashes up to `target`, starting writeback along the way, and publishes the result.
+    /// On `queue`: hashes up to `target`, starting writeback along the way.
     private func hash(upTo target: UInt64) {
         guard hashed < target, !failed else { return }
         TestHooks.beforeHashing()
@@ -112,7 +99,6 @@ final class TrailingHasher: @unchecked Sendable {
         defer { close(descriptor) }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: TrailingHasher.blockSize, alignment: 64)
         defer { buffer.deallocate() }
-        var lastPublished = hashed
         while hashed < target {
             let wanted = Int(min(UInt64(TrailingHasher.blockSize), target - hashed))
             let got = pread(descriptor, buffer.baseAddress, wanted, off_t(hashed))
@@ -124,17 +110,7 @@ final class TrailingHasher: @unchecked Sendable {
             digest.update(UnsafeRawBufferPointer(rebasing: buffer[0..<got]))
             hashed += UInt64(got)
             startWriteback(descriptor)
-            if hashed - lastPublished >= TrailingHasher.publishStep {
-                publish()
-                lastPublished = hashed
-            }
         }
-        publish()
-    }
-
-    private func publish() {
-        let checkpoint = Checkpoint(size: hashed, state: digest.state)
-        latest.withLock { $0 = checkpoint }
     }
 
     /// Asks the kernel to start writing what the writer has written to disk now, ahead of the hashing

@@ -67,15 +67,15 @@ private enum WriterSlot {
     case taken(ActiveWriter)
     /// Free, but the upload is no longer at the offset the request was checked against.
     case moved(UInt64)
-    /// Now this request's; with the hasher the previous request left, if any.
-    case granted(TrailingHasher?)
+    /// Now this request's.
+    case granted
 }
 
 /// A PATCH (or creation-with-upload) body on its way into an upload's data file.
 ///
-/// The bytes are written at the upload's offset and hashed right behind (`TrailingHasher`). When the
-/// body ends, or the connection breaks, the file is fsynced and the new offset and digest state are
-/// recorded: bytes that arrived are kept either way. Only then is the upload's writer slot released.
+/// The bytes are written at the upload's offset through a `StagedWriter`, which hashes them on the way.
+/// When the body ends, or the connection breaks, the file is fsynced and the new offset and digest state
+/// are recorded: bytes that arrived are kept either way. Only then is the upload's writer slot released.
 final class PatchUpload: BodyConsumer, @unchecked Sendable {
     // Sendable: consume/abort run on the event thread, finish on a worker, one after the other.
     private let store: UploadStore
@@ -86,10 +86,11 @@ final class PatchUpload: BodyConsumer, @unchecked Sendable {
     /// Set for a creation-with-upload: the Location to answer with; the upload is not yet recorded.
     private let creation: String?
     private let descriptor: Int32
-    private let hasher: TrailingHasher
+    private let stream: StagedWriter
+    /// The SHA-256 state over the upload's first `start` bytes, as recorded.
+    private let startDigest: [UInt8]
     private let connection: ConnectionControl
     private let writer: ActiveWriter
-    private var written: UInt64 = 0
     /// The `Upload-Checksum` of this request's body, if the client sent one, and its running digest.
     private let checksum: (digest: ChecksumDigest, expected: [UInt8])?
 
@@ -123,9 +124,11 @@ final class PatchUpload: BodyConsumer, @unchecked Sendable {
             throw TusAPI.tooLong(length: length, offset: start)
         }
         let path = store.dataPath(upload.id)
-        guard let digest = SHA256(state: progress.hash.state) else {
+        // Every recorded offset comes with the digest over exactly its bytes (recovery restores that).
+        guard progress.hash.size == start, let digest = SHA256(state: progress.hash.state) else {
             throw HTTPError(500, code: "io_error", "The server cannot resume this upload's digest.")
         }
+        startDigest = progress.hash.state
         descriptor = open(path, O_WRONLY | O_CLOEXEC)
         guard descriptor >= 0 else {
             throw HTTPError(500, code: "io_error", "The server cannot open this upload's data: \(SystemError("open", path)).")
@@ -142,14 +145,12 @@ final class PatchUpload: BodyConsumer, @unchecked Sendable {
         // the first has gone silent it is cut (keeping what it wrote), so the retry gets through.
         let writer = ActiveWriter(connection: request.connection)
         self.writer = writer
-        // The hasher the previous request left goes on (it may still be catching up); else a new one
-        // starts from the recorded digest.
         let slot: WriterSlot = upload.progress.withLock { [start] progress in
             if let current = progress.writer { return .taken(current) }
             // The request was checked against an offset that another request has moved since.
             guard progress.offset == start else { return .moved(progress.offset) }
             progress.writer = writer
-            return .granted(progress.hasher)
+            return .granted
         }
         switch slot {
         case .taken(let current):
@@ -159,8 +160,8 @@ final class PatchUpload: BodyConsumer, @unchecked Sendable {
         case .moved(let offset):
             close(descriptor)
             throw TusAPI.offsetMismatch(offset: offset, requested: start)
-        case .granted(let parked):
-            hasher = parked ?? TrailingHasher(path: path, offset: progress.hash.size, digest: digest)
+        case .granted:
+            stream = StagedWriter(path: path, descriptor: descriptor, offset: start, digest: digest)
         }
         if checksum != nil {
             // Until this body is verified, none of it may count, not even after a crash: the marker tells
@@ -170,56 +171,68 @@ final class PatchUpload: BodyConsumer, @unchecked Sendable {
         }
     }
 
+    private var written: UInt64 { stream.position - start }
+
     func consume(_ block: UnsafeRawBufferPointer) throws {
         if let length, written + UInt64(block.count) > length - start {
             throw TusAPI.tooLong(length: length, offset: start + written)
         }
-        guard var base = block.baseAddress else { return }
         writer.touch()
         checksum?.digest.update(block)
-        var remaining = block.count
-        var position = off_t(start + written)
-        while remaining > 0 {
-            let count = pwrite(descriptor, base, remaining, position)
-            if count < 0 {
-                if errno == EINTR { continue }
-                let error = SystemError("write", store.dataPath(upload.id))
-                throw error.isNoSpace
-                    ? HTTPError(
-                        507, code: "insufficient_storage",
-                        "The server's disk is full. The bytes that arrived before are kept: free some space (or ask "
-                            + "the operator to), then ask HEAD for the offset and resume.")
-                    : HTTPError(500, code: "io_error", "The server could not store the bytes: \(error).")
-            }
-            remaining -= count
-            base += count
-            position += off_t(count)
-            written += UInt64(count)
-            hasher.advance(to: start + written)
+        do throws(HTTPError) {
+            try stream.append(block)
+        } catch {
+            throw PatchUpload.keptBytes(error)
         }
+    }
+
+    /// A full disk, said the way tus clients need to hear it: the bytes before are kept.
+    private static func keptBytes(_ error: HTTPError) -> HTTPError {
+        guard error.status == 507 else { return error }
+        return HTTPError(
+            507, code: "insufficient_storage",
+            "The server's disk is full. The bytes that arrived before are kept: free some space (or ask "
+                + "the operator to), then ask HEAD for the offset and resume.")
+    }
+
+    func pauses(until resume: @escaping @Sendable () -> Void) -> Bool {
+        stream.pauses(until: resume)
     }
 
     /// fsyncs what arrived and records the new offset. Returns the error to answer with, if any.
     /// `complete` is false for a body that was cut short.
     private func persist(complete: Bool) -> HTTPError? {
-        // The hasher is left to the next request only if this one's bytes were recorded.
-        var keepHasher = false
         defer {
+            stream.close()
             close(descriptor)
-            upload.progress.withLock {
-                $0.writer = nil
-                $0.hasher = keepHasher ? hasher : nil
+            upload.progress.withLock { $0.writer = nil }
+        }
+        // Every byte appended is written and hashed; after a failed write (a full disk), only the bytes
+        // before it count, and their digest is read back from the file.
+        var offset = stream.position
+        var hash: TrailingHasher.Checkpoint
+        var failure: HTTPError?
+        do {
+            hash = .init(size: offset, state: try stream.drain().state)
+        } catch {
+            failure = PatchUpload.keptBytes(error)
+            offset = stream.writtenThrough
+            guard let digest = SHA256(state: startDigest),
+                let state = TrailingHasher(path: stream.path, offset: start, digest: digest).checkpoint(size: offset)
+            else {
+                return HTTPError(500, code: "io_error", "The server could not read the upload back to hash it.")
             }
+            hash = .init(size: offset, state: state)
         }
         if let checksum {
             // A checksummed body counts only whole and verified: otherwise nothing of it is kept.
             let actual = checksum.digest.finalize()
-            if !complete || actual != checksum.expected {
+            if !complete || actual != checksum.expected || offset != stream.position {
                 ftruncate(descriptor, off_t(start))
                 fsync(descriptor)
                 unlink(store.verifyingMarker(upload.id))
-                written = 0
                 if creation != nil { try? store.persist(upload) }
+                if let failure { return failure }
                 guard complete else { return nil }
                 return HTTPError(
                     460, code: "checksum_mismatch",
@@ -227,22 +240,8 @@ final class PatchUpload: BodyConsumer, @unchecked Sendable {
                         + "\(Base64.encode(actual))); nothing of it was kept. Send the chunk again.")
             }
         }
-        let offset = start + written
-        hasher.wake()
         guard fsync(descriptor) == 0 else {
             return HTTPError(500, code: "io_error", "The server could not make the bytes durable: \(SystemError("fsync", "")).")
-        }
-        // Only the request that delivers the last byte waits for the hashing to catch up (the file's
-        // digest is needed now); the others record the prefix hashed so far and answer at once, so the
-        // client sends its next chunk while the hashing goes on.
-        let hash: TrailingHasher.Checkpoint
-        if offset == length {
-            guard let state = hasher.checkpoint(size: offset) else {
-                return HTTPError(500, code: "io_error", "The server could not read the upload back to hash it.")
-            }
-            hash = .init(size: offset, state: state)
-        } else {
-            hash = hasher.published
         }
         do throws(HTTPError) {
             if creation != nil { try store.persist(upload) }
@@ -251,8 +250,7 @@ final class PatchUpload: BodyConsumer, @unchecked Sendable {
             return error
         }
         if checksum != nil { unlink(store.verifyingMarker(upload.id)) }
-        keepHasher = offset != length
-        return nil
+        return failure
     }
 
     func finish() -> Response {
@@ -284,7 +282,7 @@ final class PatchUpload: BodyConsumer, @unchecked Sendable {
 
     /// The connection broke (or the body was refused): keep and record what arrived, off the event thread.
     func abort(reason: AbortReason) {
-        DispatchQueue.global().async {
+        BackgroundWork.run {
             if let error = self.persist(complete: false) {
                 self.store.logger.error(
                     "upload_persist_failed", ["upload": .string(self.upload.id), "error": .string(error.message)])

@@ -72,16 +72,14 @@ final class Upload: Sendable {
         var length: UInt64?
         /// Bytes durably stored.
         var offset: UInt64
-        /// SHA-256 state over a prefix of those bytes (all of them once the upload is complete; the
-        /// hashing may trail the writing by a few MiB).
+        /// SHA-256 state over those bytes (over a prefix only when recovered from an older version's
+        /// records, until recovery hashes the rest).
         var hash: TrailingHasher.Checkpoint
         var phase: Phase
         /// Seconds since the epoch of the last change.
         var updated: Int64
         /// The request writing to this upload now, if any.
         var writer: ActiveWriter?
-        /// The hasher the last request left, possibly still catching up, for the next one to go on with.
-        var hasher: TrailingHasher?
     }
 
     let id: String
