@@ -53,6 +53,12 @@ import Glibc
             }
         }
         #expect(writer.position == UInt64(total))
+        // Sealed, it holds the body back until its last bytes have landed.
+        writer.seal()
+        let landed = DispatchSemaphore(value: 0)
+        if writer.pauses(until: { landed.signal() }) {
+            #expect(landed.wait(timeout: .now() + 10) == .success, "a sealed writer must resume")
+        }
         let digest = try writer.drain()
         writer.close()
         #expect(digest.finalizeHex() == expected.finalizeHex())

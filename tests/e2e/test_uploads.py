@@ -197,6 +197,29 @@ def test_c13_multipart_of_1318912_bytes_with_default_settings(ferry, tmp_path):
     assert sha256_file(ferry.root / "c13.bin") == digest
 
 
+def test_many_files_of_odd_sizes_in_one_multipart_body(ferry, tmp_path):
+    """Each part is staged and written on its own while the next arrives: 300 parts of sizes around the
+    staging buffer's (256 KiB) and the 4 KiB block's edges all land intact, with their own SHA-256."""
+    sizes = [0, 1, 4095, 4096, 4097, 262_143, 262_144, 262_145, 600_001] + [(index * 7919) % 70_000 for index in range(291)]
+    body = bytearray()
+    boundary = "ferry-many-parts"
+    expected = {}
+    for index, size in enumerate(sizes):
+        data = os.urandom(size)
+        expected[f"many/f{index:03}.bin"] = hashlib.sha256(data).hexdigest()
+        body += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"f\"; filename=\"f{index:03}.bin\"\r\n"
+                 "Content-Type: application/octet-stream\r\n\r\n").encode() + data + b"\r\n"
+    body += f"--{boundary}--\r\n".encode()
+    source = tmp_path / "body"
+    source.write_bytes(body)
+    reply = curl("-H", f"Content-Type: multipart/form-data; boundary={boundary}", "--data-binary", f"@{source}",
+                 ferry.url("/api/files/many/"))
+    assert reply.status == 201, reply.body
+    assert {f["path"]: f["sha256"] for f in reply.json()["files"]} == expected
+    for path, digest in expected.items():
+        assert sha256_file(ferry.root / path) == digest, path
+
+
 def test_multipart_ignores_plain_fields_and_accepts_subfolders_in_names(ferry, tmp_path):
     (tmp_path / "x").write_bytes(b"xx")
     reply = curl("-F", "comment=hello", "-F", f"f=@{tmp_path / 'x'};filename=sub/dir/x.txt",

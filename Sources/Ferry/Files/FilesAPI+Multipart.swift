@@ -31,6 +31,8 @@ final class MultipartUpload: BodyConsumer, @unchecked Sendable {
     private var parser: MultipartParser
     private var current: (writer: FileWriter, path: RelativePath)?
     private var completed: [(writer: FileWriter, path: RelativePath)] = []
+    /// Parts that ended, whose last bytes may still be on their way to disk.
+    private var landing: [FileWriter] = []
     static let maximumFiles = 1000
 
     init(api: FilesAPI, folder: RelativePath, policy: CollisionPolicy, boundary: String) {
@@ -50,7 +52,12 @@ final class MultipartUpload: BodyConsumer, @unchecked Sendable {
     }
 
     func pauses(until resume: @escaping @Sendable () -> Void) -> Bool {
-        current?.writer.pauses(until: resume) ?? false
+        if let current, current.writer.pauses(until: resume) { return true }
+        while let part = landing.first {
+            if part.pauses(until: resume) { return true }
+            landing.removeFirst()
+        }
+        return false
     }
 
     private func feed(_ block: UnsafeRawBufferPointer) throws {
@@ -64,6 +71,7 @@ final class MultipartUpload: BodyConsumer, @unchecked Sendable {
                 if let current {
                     current.writer.seal()
                     completed.append(current)
+                    landing.append(current.writer)
                 }
                 current = nil
             }
@@ -116,6 +124,7 @@ final class MultipartUpload: BodyConsumer, @unchecked Sendable {
                 stored.append(try writer.commit(at: path, policy: policy).json)
             }
             completed = []
+            landing = []
             return Response(status: 201, json: .object([("files", .array(stored))]))
         } catch {
             discardAll()
@@ -130,5 +139,6 @@ final class MultipartUpload: BodyConsumer, @unchecked Sendable {
         current = nil
         for part in completed { part.writer.discard() }
         completed = []
+        landing = []
     }
 }
