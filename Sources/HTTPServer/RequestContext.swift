@@ -29,6 +29,8 @@ final class RequestContext: @unchecked Sendable {
     let started: timespec
     var state: State
     var bytesIn: UInt64 = 0
+    /// Set while the body is paused by its consumer (flow control), until the consumer resumes it.
+    var pause: PauseGate?
     /// Bytes of a refused body read and dropped.
     var bytesDiscarded: UInt64 = 0
     /// How much of a refused body is dropped before the answer goes out regardless.

@@ -31,6 +31,12 @@ let accessHandlerCallback: MHD_AccessHandlerCallback = {
     }
     let context = Unmanaged<RequestContext>.fromOpaque(existing).takeUnretainedValue()
 
+    // A paused body takes nothing until its consumer resumes it: the data stays with libmicrohttpd, which
+    // offers it again then. (With a chunked body it can call again at once, before it sees the suspension.)
+    if let pause = context.pause {
+        guard pause.isOpen else { return .YES }
+        context.pause = nil
+    }
     if uploadDataSize.pointee > 0 {
         let block = UnsafeRawBufferPointer(start: uploadData, count: uploadDataSize.pointee)
         uploadDataSize.pointee = 0
@@ -252,7 +258,7 @@ extension ServerCore {
         case .receiving(let consumer):
             do {
                 try consumer.consume(block)
-                pauseIfAsked(consumer, connection: connection)
+                pauseIfAsked(consumer, context: context, connection: connection)
             } catch {
                 consumer.abort(reason: .rejected(error))
                 context.state = .discarding(response(for: error, request: context.request))
@@ -267,9 +273,10 @@ extension ServerCore {
     }
 
     /// Stops reading the connection while its consumer cannot take more (its disk writes are behind).
-    private func pauseIfAsked(_ consumer: any BodyConsumer, connection: OpaquePointer) {
+    private func pauseIfAsked(_ consumer: any BodyConsumer, context: RequestContext, connection: OpaquePointer) {
         let gate = PauseGate(SuspendedConnection(pointer: connection), pendingWork: pendingWork)
         guard consumer.pauses(until: gate.open) else { return }
+        context.pause = gate
         MHD_suspend_connection(connection)
         gate.suspended()
     }
@@ -440,16 +447,19 @@ extension ServerCore {
 
 /// Resumes a paused connection exactly once, after it is suspended: the consumer may call `open` before
 /// the event thread has suspended the connection (its writes caught up at once), or after.
-private final class PauseGate: Sendable {
+final class PauseGate: Sendable {
     private enum Step: Int { case asked, suspended, opened }
     private let step = Atomic<Int>(Step.asked.rawValue)
     private let connection: SuspendedConnection
     private let pendingWork: DispatchGroup
 
-    init(_ connection: SuspendedConnection, pendingWork: DispatchGroup) {
+    fileprivate init(_ connection: SuspendedConnection, pendingWork: DispatchGroup) {
         self.connection = connection
         self.pendingWork = pendingWork
     }
+
+    /// Whether the consumer has said it can take more.
+    var isOpen: Bool { step.load(ordering: .acquiring) == Step.opened.rawValue }
 
     /// The consumer can take more.
     @Sendable func open() {

@@ -324,3 +324,19 @@ def test_huge_declared_body_without_expect_is_refused_at_once(ferry):
         reply = sock.recv(65536)
     assert reply.startswith(b"HTTP/1.1 507"), reply[:200]
     assert not (ferry.root / "huge.bin").exists()
+
+
+def test_chunked_bodies_faster_than_the_disk_are_paused_and_resumed(ferry, tmp_path):
+    """A body that arrives faster than the disk takes it is paused (the connection is not read) until the
+    writes catch up. With chunked encoding libmicrohttpd may offer the next chunk before it notices the
+    pause; that chunk must wait too, or the connection is never resumed (a hang seen on the third of
+    these uploads before the fix)."""
+    source = tmp_path / "chunked.bin"
+    digest = make_random_file(source, 96 * 1024 * 1024)
+    for index in range(6):
+        reply = curl("-H", "Transfer-Encoding: chunked", "-T", str(source),
+                     ferry.url(f"/api/files/chunked-{index}.bin"), timeout=60)
+        assert reply.status == 201, reply.body
+        assert reply.json()["sha256"] == digest
+        assert sha256_file(ferry.root / f"chunked-{index}.bin") == digest
+        (ferry.root / f"chunked-{index}.bin").unlink()

@@ -16,9 +16,8 @@ enum TestHooks {
         if commitDelayMilliseconds > 0 { usleep(commitDelayMilliseconds * 1000) }
     }
 
-    /// `FERRY_TEST_HASH_DELAY_MS`: a pause before each run of the hashing that trails an upload, standing
-    /// in for a busy CPU, so a test can show that a request does not wait for the hashing and that a
-    /// digest trailing the recorded offset survives a crash.
+    /// `FERRY_TEST_HASH_DELAY_MS`: a pause before each staging buffer (or trailing read) is hashed,
+    /// standing in for a busy CPU, so a test can show that an offset is never recorded ahead of its digest.
     static let hashDelayMilliseconds: UInt32 = {
         guard let text = getenv("FERRY_TEST_HASH_DELAY_MS").map({ String(cString: $0) }) else { return 0 }
         return UInt32(text) ?? 0

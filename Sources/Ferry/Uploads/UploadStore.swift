@@ -51,8 +51,8 @@ final class UploadStore: Sendable {
                 "ALTER TABLE uploads ADD COLUMN concat TEXT",
                 "ALTER TABLE uploads ADD COLUMN parts TEXT",
             ]),
-        // How many bytes hash_state covers, when fewer than offset (the hashing trails the writing and a
-        // request does not wait for it); NULL: all of them.
+        // How many bytes hash_state covers, when fewer than offset (a record whose digest trails its bytes:
+        // recovery hashes the rest from the file); NULL: all of them.
         Migration(version: 3, ["ALTER TABLE uploads ADD COLUMN hashed INTEGER"]),
     ]
 
@@ -191,8 +191,8 @@ final class UploadStore: Sendable {
         guard let length = progress.length, progress.offset == length else {
             throw HTTPError(409, code: "upload_incomplete", "The upload is not complete yet.")
         }
-        // The request that delivers the last byte waits for the hashing; should it trail here all the
-        // same, the rest is hashed now.
+        // The recorded digest covers every byte (the staging writer hashes before the offset is recorded);
+        // should it trail all the same (a record from recovery), the rest is hashed now.
         guard let digest = SHA256(state: progress.hash.state),
             let actual = TrailingHasher(path: dataPath(upload.id), offset: progress.hash.size, digest: digest)
                 .finish(size: length)
