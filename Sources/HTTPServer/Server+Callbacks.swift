@@ -238,6 +238,13 @@ extension ServerCore {
 
     func receive(_ block: UnsafeRawBufferPointer, context: RequestContext, connection: OpaquePointer) -> MHD_Result {
         context.bytesIn += UInt64(block.count)
+        if stopping.load(ordering: .sequentiallyConsistent), case .receiving(let consumer) = context.state {
+            // The server is stopping: a body still arriving is cut now (its consumer keeps or removes what
+            // it has), and the answer goes out at once.
+            consumer.abort(reason: .serverShutdown)
+            context.state = .discarding(Response(error: ServerCore.shuttingDown))
+            context.discardLimit = 0
+        }
         if let limit = configuration.maximumRequestBody, context.bytesIn > limit, case .receiving(let consumer) = context.state {
             // Only a chunked body can get here: a declared length over the limit never reaches the body.
             let error = HTTPError(
@@ -274,11 +281,20 @@ extension ServerCore {
 
     /// Stops reading the connection while its consumer cannot take more (its disk writes are behind).
     private func pauseIfAsked(_ consumer: any BodyConsumer, context: RequestContext, connection: OpaquePointer) {
-        let gate = PauseGate(SuspendedConnection(pointer: connection), pendingWork: pendingWork)
+        let gate = PauseGate(SuspendedConnection(pointer: connection), core: self)
         guard consumer.pauses(until: gate.open) else { return }
         context.pause = gate
+        pausedBodies.withLock { $0[ObjectIdentifier(gate)] = gate }
+        // A stop that began meanwhile has already resumed the paused bodies it saw: not this one.
+        if stopping.load(ordering: .sequentiallyConsistent) { gate.open() }
         MHD_suspend_connection(connection)
         gate.suspended()
+    }
+
+    /// At a stop: every paused body is resumed, to be cut (`receive` refuses more once stopping), so
+    /// that no connection is left suspended when the daemon stops.
+    func resumePausedBodies() {
+        for gate in pausedBodies.withLock({ Array($0.values) }) { gate.open() }
     }
 
     /// The body is over (or there was none): queue the answer, or hand blocking work to a worker.
@@ -451,11 +467,11 @@ final class PauseGate: Sendable {
     private enum Step: Int { case asked, suspended, opened }
     private let step = Atomic<Int>(Step.asked.rawValue)
     private let connection: SuspendedConnection
-    private let pendingWork: DispatchGroup
+    private unowned let core: ServerCore
 
-    fileprivate init(_ connection: SuspendedConnection, pendingWork: DispatchGroup) {
+    fileprivate init(_ connection: SuspendedConnection, core: ServerCore) {
         self.connection = connection
-        self.pendingWork = pendingWork
+        self.core = core
     }
 
     /// Whether the consumer has said it can take more.
@@ -470,15 +486,16 @@ final class PauseGate: Sendable {
 
     /// The event thread has suspended the connection.
     func suspended() {
-        pendingWork.enter()
+        core.pendingWork.enter()
         let (exchanged, _) = step.compareExchange(
             expected: Step.asked.rawValue, desired: Step.suspended.rawValue, ordering: .acquiringAndReleasing)
         if !exchanged { resume() }
     }
 
     private func resume() {
+        core.pausedBodies.withLock { $0[ObjectIdentifier(self)] = nil }
         MHD_resume_connection(connection.pointer)
-        pendingWork.leave()
+        core.pendingWork.leave()
     }
 }
 

@@ -81,6 +81,7 @@ public final class Server: Sendable {
         core.stopping.store(true, ordering: .sequentiallyConsistent)
         let listener = MHD_quiesce_daemon(handle.pointer)
         if listener >= 0 { close(listener) }
+        core.resumePausedBodies()
         core.pendingWork.wait()
         MHD_stop_daemon(handle.pointer)
     }
@@ -124,6 +125,8 @@ final class ServerCore: @unchecked Sendable {
     /// Blocking jobs in flight; `stop` waits for them before closing connections.
     let pendingWork = DispatchGroup()
     let stopping = Atomic<Bool>(false)
+    /// Bodies paused by their consumers (flow control), by gate.
+    let pausedBodies = Mutex<[ObjectIdentifier: PauseGate]>([:])
     private let requestCounter = Atomic<UInt64>(0)
     /// Where the library's log callback sends its formatted lines; lives as long as the server.
     let logTarget: UnsafeMutableRawPointer

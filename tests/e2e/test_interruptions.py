@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,78 @@ def test_tus_creation_checks_space_but_does_not_hold_it(start_ferry, small_disk,
     assert status == 507
     (tmp_path / "30m").write_bytes(os.urandom(30 << 20))
     assert curl("-T", str(tmp_path / "30m"), ferry.url("/api/files/fits.bin")).status == 201
+
+
+def test_sigterm_while_bodies_are_paused_cuts_them_and_stops(start_ferry, tmp_path):
+    """Bodies faster than the disk are paused (here the hashing is slowed to ~6 MB/s per upload, so they
+    always are). A stop must resume them only to cut them: the server exits at once rather than when they
+    end, no connection is left suspended (libmicrohttpd aborts the process if one is), nothing partial is
+    left, and a tus PATCH cut this way keeps the bytes it had stored."""
+    source = tmp_path / "64m.bin"
+    make_random_file(source, 64 * 1024 * 1024)
+    for attempt in range(3):
+        ferry = start_ferry(env={"FERRY_TEST_HASH_DELAY_MS": "20"})
+        created = curl("-X", "POST", "-H", "Tus-Resumable: 1.0.0", "-H", f"Upload-Length: {64 * 1024 * 1024}",
+                       "-H", "Upload-Metadata: filename dHVzLmJpbg==", ferry.url("/api/uploads/"))
+        assert created.status == 201
+        location = urllib.parse.urljoin("/api/uploads/", created.headers["location"])
+        upload_url = ferry.url(location)
+        clients = [subprocess.Popen(["curl", "-sS", "-o", "/dev/null", "-T", str(source),
+                                     ferry.url(f"/api/files/p{index}.bin")], stderr=subprocess.DEVNULL)
+                   for index in range(3)]
+        clients.append(subprocess.Popen(
+            ["curl", "-sS", "-o", "/dev/null", "-X", "PATCH", "-H", "Tus-Resumable: 1.0.0", "-H", "Upload-Offset: 0",
+             "-H", "Content-Type: application/offset+octet-stream", "-T", str(source), upload_url],
+            stderr=subprocess.DEVNULL))
+        wait_for_temporary_bytes(ferry, 1024 * 1024)
+        time.sleep(0.3 * attempt)
+        # Uploaded at ~6 MB/s each, the bodies would take over 10 s to end: the stop must not wait for them.
+        assert ferry.stop(signal.SIGTERM, timeout=8) == 0, ferry.logs()[-2000:]
+        for client in clients:
+            client.wait(10)
+        logs = ferry.logs()
+        assert "event=stopped" in logs and "Fatal error" not in logs
+        assert list((ferry.root / ".ferry/tmp").iterdir()) == []
+        assert not any((ferry.root / f"p{index}.bin").exists() for index in range(3))
+        again = start_ferry(root=ferry.root)
+        head = curl("-I", "-H", "Tus-Resumable: 1.0.0", again.url(location))
+        assert head.status == 200 and 0 < int(head.headers["upload-offset"]) < 64 * 1024 * 1024
+        again.stop()
+        shutil.rmtree(ferry.root)
+
+
+def test_tus_patch_that_fills_the_disk_leaves_the_file_agreeing_with_head(start_ferry, small_disk, tmp_path):
+    """A chunked PATCH (no declared length, so no reservation) runs the disk full. Whether or not the
+    database could still record the bytes that made it, HEAD's offset must equal what the upload's file
+    holds: bytes that could not be recorded are dropped, not left to fill the disk while HEAD says 0 (seen
+    on tmpfs: HEAD 0, a 52 MB file, and every resume refused for want of space). Once space is freed, the
+    upload resumes from HEAD's offset and completes with the right SHA-256."""
+    import hashlib
+
+    from tus_client import Tus, metadata
+
+    ferry = start_ferry(root=small_disk / "root")
+    tus = Tus(ferry.port)
+    (tmp_path / "filler").write_bytes(os.urandom(10 << 20))
+    assert curl("-T", str(tmp_path / "filler"), ferry.url("/api/files/filler-1.bin")).status == 201
+    data = os.urandom(40 << 20)
+    (tmp_path / "data").write_bytes(data)
+    status, headers, _ = tus.create(len(data), metadata(filename="full.bin", sha256=hashlib.sha256(data).hexdigest()))
+    assert status == 201
+    # Creation checked the space; then the disk fills with other files before the bytes arrive.
+    (tmp_path / "filler-2").write_bytes(os.urandom(20 << 20))
+    assert curl("-T", str(tmp_path / "filler-2"), ferry.url("/api/files/filler-2.bin")).status == 201
+    url = tus.url_of(headers["location"])
+    upload_file = ferry.root / ".ferry/uploads" / url.rsplit("/", 1)[1]
+    reply = curl("-X", "PATCH", "-H", "Tus-Resumable: 1.0.0", "-H", "Upload-Offset: 0", "-H", "Expect:",
+                 "-H", "Content-Type: application/offset+octet-stream", "-H", "Transfer-Encoding: chunked",
+                 "-T", str(tmp_path / "data"), ferry.url(url))
+    assert reply.status == 507 and reply.error_code() == "insufficient_storage", reply.body
+    status, headers, _ = tus.head(url)
+    offset = int(headers["upload-offset"])
+    assert status == 200 and upload_file.stat().st_size == offset
+    for name in ("filler-1.bin", "filler-2.bin"):
+        assert curl("-X", "DELETE", ferry.url(f"/api/files/{name}")).status == 204
+    status, headers, _ = tus.patch(url, offset, data[offset:])
+    assert status == 204 and headers["ferry-file"] == "/api/files/full.bin"
+    assert sha256_file(ferry.root / "full.bin") == hashlib.sha256(data).hexdigest()

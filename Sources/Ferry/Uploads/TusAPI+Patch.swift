@@ -247,6 +247,11 @@ final class PatchUpload: BodyConsumer, @unchecked Sendable {
             if creation != nil { try store.persist(upload) }
             try store.saveProgress(upload, offset: offset, hash: hash, length: length)
         } catch {
+            // Unrecorded bytes do not count: drop them, so the file agrees with the offset HEAD reports and
+            // the space they took (on a full disk, the space the client needs to resume) is free again.
+            ftruncate(descriptor, off_t(start))
+            fsync(descriptor)
+            if checksum != nil { unlink(store.verifyingMarker(upload.id)) }
             return error
         }
         if checksum != nil { unlink(store.verifyingMarker(upload.id)) }

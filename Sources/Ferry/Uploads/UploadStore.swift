@@ -172,6 +172,13 @@ final class UploadStore: Sendable {
                     ])
             }
         } catch {
+            // SQLITE_FULL: the database shares the data's filesystem, which is full.
+            if (error as? DatabaseError)?.code == 13 {
+                throw HTTPError(
+                    507, code: "insufficient_storage",
+                    "The server's disk is full, so this request's bytes could not be recorded and none of them "
+                        + "were kept. Free some space (or ask the operator to), then ask HEAD for the offset and resume.")
+            }
             throw HTTPError(500, code: "database_error", "The server could not record the upload's progress: \(error).")
         }
         upload.progress.withLock {
