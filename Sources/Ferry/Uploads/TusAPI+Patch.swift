@@ -186,13 +186,14 @@ final class PatchUpload: BodyConsumer, @unchecked Sendable {
         }
     }
 
-    /// A full disk, said the way tus clients need to hear it: the bytes before are kept.
+    /// A full disk, said the way tus clients need to hear it: what HEAD counts is kept. (The answer may
+    /// go out before the bytes that did arrive are recorded, and on a full disk even that can fail.)
     private static func keptBytes(_ error: HTTPError) -> HTTPError {
         guard error.status == 507 else { return error }
         return HTTPError(
             507, code: "insufficient_storage",
-            "The server's disk is full. The bytes that arrived before are kept: free some space (or ask "
-                + "the operator to), then ask HEAD for the offset and resume.")
+            "The server's disk is full. Every byte HEAD's Upload-Offset counts is kept: free some space (or ask "
+                + "the operator to), then ask HEAD for the offset and resume from it.")
     }
 
     func pauses(until resume: @escaping @Sendable () -> Void) -> Bool {
