@@ -527,12 +527,15 @@ def test_a_name_taken_during_the_upload_can_still_be_placed(ferry, tus):
 
 
 def uploads_row(root, upload_id):
-    """The upload's record in Ferry's database: (offset, bytes its digest state covers)."""
+    """The upload's record in Ferry's database: (offset, bytes its saved digest state covers). The state is
+    OpenSSL's SHA256_CTX: eight 32-bit words of hash, then the message length in bits as Nl, Nh."""
     import sqlite3
+    import struct
 
     with sqlite3.connect(f"file:{root / '.ferry/ferry.db'}?mode=ro", uri=True) as database:
-        offset, hashed = database.execute("SELECT offset, hashed FROM uploads WHERE id = ?", (upload_id,)).fetchone()
-    return offset, hashed
+        offset, state = database.execute("SELECT offset, hash_state FROM uploads WHERE id = ?", (upload_id,)).fetchone()
+    low, high = struct.unpack_from("<II", state, 32)
+    return offset, ((high << 32) | low) // 8
 
 
 SLOW_HASHING = {"FERRY_TEST_HASH_DELAY_MS": "40"}

@@ -199,8 +199,9 @@ def test_c13_multipart_of_1318912_bytes_with_default_settings(ferry, tmp_path):
 
 def test_many_files_of_odd_sizes_in_one_multipart_body(ferry, tmp_path):
     """Each part is staged and written on its own while the next arrives: 300 parts of sizes around the
-    staging buffer's (256 KiB) and the 4 KiB block's edges all land intact, with their own SHA-256."""
-    sizes = [0, 1, 4095, 4096, 4097, 262_143, 262_144, 262_145, 600_001] + [(index * 7919) % 70_000 for index in range(291)]
+    staging buffer's (128 KiB) and the 4 KiB block's edges all land intact, with their own SHA-256."""
+    sizes = ([0, 1, 4095, 4096, 4097, 131_071, 131_072, 131_073, 262_143, 262_144, 262_145, 600_001]
+             + [(index * 7919) % 70_000 for index in range(288)])
     body = bytearray()
     boundary = "ferry-many-parts"
     expected = {}

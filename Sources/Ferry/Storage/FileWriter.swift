@@ -69,7 +69,6 @@ final class FileWriter: @unchecked Sendable {
         defer { discard() }
         TestHooks.beforeCommit()
         let sha256 = try stream.drain().finalizeHex()
-        stream.close()
         // A reservation past the data (fallocate KEEP_SIZE) is released by truncating to the real size.
         if ftruncate(descriptor, off_t(size)) != 0 || fsync(descriptor) != 0 {
             let error = SystemError("fsync", temporaryPath)

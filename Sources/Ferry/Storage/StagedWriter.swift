@@ -29,7 +29,7 @@ import Glibc
 /// to pause (`pauses(until:)`) until a write ends; the event thread never waits for the disk.
 ///
 /// Threading: `append`, `pauses` and `seal` are called by one thread at a time (the connection's event
-/// thread); `drain` and `close` from a worker once appending is over. The writes and the hashing run on
+/// thread); `drain` from a worker once appending is over. The writes and the hashing run on
 /// private serial queues. `@unchecked Sendable` for those hand-overs.
 final class StagedWriter: @unchecked Sendable {
     /// 128 KiB: libmicrohttpd hands over at most about this much per call (half its 256 KiB connection
@@ -192,12 +192,6 @@ final class StagedWriter: @unchecked Sendable {
 
     /// After `drain` threw: where the bytes written in order end (those after a failed write do not count).
     var writtenThrough: UInt64 { written.load(ordering: .acquiring) }
-
-    /// Seals and waits for what is in flight. Blocking; idempotent.
-    func close() {
-        seal()
-        inFlight.wait()
-    }
 
     /// Lets go of a writer whose bytes are no longer wanted: the writes in flight finish in the
     /// background, then `then` runs (to close and remove the file). Does not block.

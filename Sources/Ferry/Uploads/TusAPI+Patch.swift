@@ -204,7 +204,6 @@ final class PatchUpload: BodyConsumer, @unchecked Sendable {
     /// `complete` is false for a body that was cut short.
     private func persist(complete: Bool) -> HTTPError? {
         defer {
-            stream.close()
             close(descriptor)
             upload.progress.withLock { $0.writer = nil }
         }

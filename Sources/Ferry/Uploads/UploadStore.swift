@@ -51,9 +51,6 @@ final class UploadStore: Sendable {
                 "ALTER TABLE uploads ADD COLUMN concat TEXT",
                 "ALTER TABLE uploads ADD COLUMN parts TEXT",
             ]),
-        // How many bytes hash_state covers, when fewer than offset (a record whose digest trails its bytes:
-        // recovery hashes the rest from the file); NULL: all of them.
-        Migration(version: 3, ["ALTER TABLE uploads ADD COLUMN hashed INTEGER"]),
     ]
 
     init(storage: Storage, expiry: Int64, maximumSize: UInt64?, logger: Logger, startupLogger: Logger) throws {
@@ -130,13 +127,12 @@ final class UploadStore: Sendable {
             try database.write { connection in
                 try connection.execute(
                     """
-                    INSERT INTO uploads (id, length, offset, hash_state, hashed, metadata, target, expected_sha256,
-                        policy, created, updated, concat, parts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    INSERT INTO uploads (id, length, offset, hash_state, metadata, target, expected_sha256,
+                        policy, created, updated, concat, parts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """,
                     [
                         .text(upload.id), progress.length.map { .integer(Int64($0)) } ?? .null,
-                        .integer(Int64(progress.offset)), .blob(progress.hash.state),
-                        .integer(Int64(progress.hash.size)), .text(upload.metadataHeader),
+                        .integer(Int64(progress.offset)), .blob(progress.hash.state), .text(upload.metadataHeader),
                         .text(upload.target.description), upload.expectedSHA256.map { .text($0) } ?? .null,
                         .text(upload.policy.name), .integer(upload.created), .integer(progress.updated),
                         upload.kind.column, upload.kind.parts.isEmpty ? .null : .text(upload.kind.parts.joined(separator: " ")),
@@ -165,9 +161,9 @@ final class UploadStore: Sendable {
         do {
             try database.write { connection in
                 try connection.execute(
-                    "UPDATE uploads SET offset = ?, hash_state = ?, hashed = ?, length = ?, updated = ? WHERE id = ?",
+                    "UPDATE uploads SET offset = ?, hash_state = ?, length = ?, updated = ? WHERE id = ?",
                     [
-                        .integer(Int64(offset)), .blob(hash.state), .integer(Int64(hash.size)),
+                        .integer(Int64(offset)), .blob(hash.state),
                         length.map { .integer(Int64($0)) } ?? .null, .integer(now), .text(upload.id),
                     ])
             }
@@ -198,8 +194,8 @@ final class UploadStore: Sendable {
         guard let length = progress.length, progress.offset == length else {
             throw HTTPError(409, code: "upload_incomplete", "The upload is not complete yet.")
         }
-        // The recorded digest covers every byte (the staging writer hashes before the offset is recorded);
-        // should it trail all the same (a record from recovery), the rest is hashed now.
+        // The recorded digest covers every recorded byte: the staging writer hashes before the offset is
+        // recorded, and recovery hashes what a crash left past it.
         guard let digest = SHA256(state: progress.hash.state),
             let actual = TrailingHasher(path: dataPath(upload.id), offset: progress.hash.size, digest: digest)
                 .finish(size: length)
@@ -284,7 +280,7 @@ final class UploadStore: Sendable {
                 created: row["created"].integer ?? 0,
                 progress: .init(
                     length: length, offset: offset,
-                    hash: .init(size: row["hashed"].integer.map { UInt64($0) } ?? offset, state: hashState), phase: phase,
+                    hash: .init(size: offset, state: hashState), phase: phase,
                     updated: row["updated"].integer ?? 0))
             known[id] = upload
         }
