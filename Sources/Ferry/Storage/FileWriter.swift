@@ -14,6 +14,8 @@ final class FileWriter: @unchecked Sendable {
     private var descriptor: Int32
     let temporaryPath: String
     private let stream: StagedWriter
+    /// The body's declared length, if any: reaching it seals the stream at once, on the event thread.
+    private let declaredLength: UInt64?
     var size: UInt64 { stream.position }
 
     /// Creates the temporary file; with a declared length, checks and reserves the space first (507).
@@ -21,6 +23,7 @@ final class FileWriter: @unchecked Sendable {
         self.storage = storage
         (descriptor, temporaryPath) = try storage.createTemporaryFile()
         stream = StagedWriter(path: temporaryPath, descriptor: descriptor, offset: 0)
+        self.declaredLength = declaredLength
         if let declaredLength {
             do {
                 try storage.reserve(declaredLength, descriptor: descriptor)
@@ -33,9 +36,11 @@ final class FileWriter: @unchecked Sendable {
 
     deinit { discard() }
 
-    /// Stages one block for the disk and the hash. A full disk becomes 507.
+    /// Stages one block for the disk and the hash. A full disk becomes 507. The block that completes the
+    /// declared length sends the last bytes to the disk now, not once a worker gets to `commit`.
     func write(_ block: UnsafeRawBufferPointer) throws(HTTPError) {
         try stream.append(block)
+        if let declaredLength, size == declaredLength { stream.seal() }
     }
 
     /// See `BodyConsumer.pauses(until:)`.
