@@ -105,8 +105,7 @@ final class StagedWriter: @unchecked Sendable {
     deinit {
         // Every closure that used the writer has run (they hold it), so nothing is in flight.
         if directDescriptor >= 0 { Glibc.close(directDescriptor) }
-        if let current { release(current) }
-        for buffer in shared.withLock({ $0.free }) { release(buffer) }
+        for buffer in filled + (current.map { [$0] } ?? []) + shared.withLock({ $0.free }) { release(buffer) }
     }
 
     private static let pool = DispatchQueue(label: "ferry.staging", attributes: .concurrent)
