@@ -1,5 +1,6 @@
 """Uploads that do not finish: a client that disappears, a server that stops or dies, a full disk."""
 
+import json
 import os
 import re
 import shutil
@@ -163,6 +164,65 @@ def test_tus_creation_checks_space_but_does_not_hold_it(start_ferry, small_disk,
     assert status == 507
     (tmp_path / "30m").write_bytes(os.urandom(30 << 20))
     assert curl("-T", str(tmp_path / "30m"), ferry.url("/api/files/fits.bin")).status == 201
+
+
+def test_tus_resume_after_a_cut_patch_can_use_the_space_that_patch_reserved(start_ferry, small_disk, tmp_path):
+    """A PATCH with Content-Length reserves its whole length; cut early, it leaves most of that reserved
+    on a 64 MiB disk. The resume, sending the rest in one request as tus-js-client does, must count that
+    space as its own (seen: 507 on every resume, needing 33 MB with 24 MB free)."""
+    import hashlib
+
+    from tus_client import Tus, metadata
+
+    ferry = start_ferry(root=small_disk / "root")
+    tus = Tus(ferry.port)
+    data = os.urandom(40 << 20)
+    source = tmp_path / "data"
+    source.write_bytes(data)
+    status, headers, _ = tus.create(len(data), metadata(filename="resumed.bin"))
+    assert status == 201
+    url = tus.url_of(headers["location"])
+    upload_file = ferry.root / ".ferry/uploads" / url.rsplit("/", 1)[1]
+    client = subprocess.Popen(
+        ["curl", "-sS", "-o", "/dev/null", "--limit-rate", "4M", "-X", "PATCH", "-H", "Tus-Resumable: 1.0.0",
+         "-H", "Upload-Offset: 0", "-H", "Content-Type: application/offset+octet-stream", "-T", str(source),
+         ferry.url(url)], stderr=subprocess.DEVNULL)
+    deadline = time.time() + 30
+    while upload_file.stat().st_size < 4 << 20:
+        assert time.time() < deadline, "the PATCH never got going"
+        time.sleep(0.05)
+    client.kill()
+    client.wait()
+    status, headers, _ = tus.head(url)  # waits for the cut PATCH to record what it stored
+    offset = int(headers["upload-offset"])
+    assert status == 200 and 0 < offset < len(data)
+    assert shutil.disk_usage(small_disk).free < len(data) - offset, "the cut PATCH's reservation should remain"
+    status, headers, body = tus.patch(url, offset, data[offset:])
+    assert status == 204, body
+    assert headers["ferry-file"] == "/api/files/resumed.bin"
+    assert sha256_file(ferry.root / "resumed.bin") == hashlib.sha256(data).hexdigest()
+
+
+def test_concurrent_declared_uploads_that_each_fit_alone_get_one_201_and_one_507(start_ferry, small_disk, tmp_path):
+    """Two 40 MiB PUTs at once on a 64 MiB disk: each fits alone, both together do not. One must be
+    stored and the other refused before its body with 507 and the space it needs (seen: both refused, when
+    both passed the free-space check and then split the disk between their reservations)."""
+    ferry = start_ferry(root=small_disk / "root")
+    source = tmp_path / "40m"
+    make_random_file(source, 40 << 20)
+    for attempt in range(5):
+        clients = [subprocess.Popen(["curl", "-sS", "-o", "-", "-w", "\n%{http_code}", "-T", str(source),
+                                     ferry.url(f"/api/files/{name}-{attempt}.bin")], stdout=subprocess.PIPE)
+                   for name in ("a", "b")]
+        replies = [client.communicate(timeout=60)[0].decode().rsplit("\n", 1) for client in clients]
+        statuses = sorted(int(status) for _, status in replies)
+        assert statuses == [201, 507], replies
+        refusal = json.loads(next(body for body, status in replies if status == "507"))["error"]
+        assert refusal["code"] == "insufficient_storage" and refusal["needed"] == 40 << 20, refusal
+        stored = [name for name in ("a", "b") if (ferry.root / f"{name}-{attempt}.bin").exists()]
+        assert len(stored) == 1 and sha256_file(ferry.root / f"{stored[0]}-{attempt}.bin") == sha256_file(source)
+        (ferry.root / f"{stored[0]}-{attempt}.bin").unlink()
+        wait_for_no_temporary_files(ferry)
 
 
 def test_sigterm_while_bodies_are_paused_cuts_them_and_stops(start_ferry, tmp_path):

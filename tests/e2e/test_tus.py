@@ -8,6 +8,7 @@ import signal
 import socket
 import threading
 import time
+import urllib.parse
 
 import pytest
 
@@ -63,6 +64,37 @@ def test_create_patch_head_and_complete(ferry, tus, tmp_path):
     assert (ferry.root / "docs/2026/report.pdf").read_bytes() == data
     status, headers, _ = tus.head(url)
     assert status == 200 and headers["upload-offset"] == str(len(data))
+
+
+def test_patch_to_a_completed_upload_with_an_empty_or_extra_body(ferry, tus):
+    """A client that resends the last (empty) PATCH, chunked or not, is told the upload is done; a byte more
+    is refused as past the length. Neither may reach the data file, which is gone once the file is placed
+    (seen: a chunked PATCH got a 500 naming the server's internal path)."""
+    status, headers, _ = tus.create(5, metadata(filename="done.txt"))
+    url = created_url(tus, status, headers)
+    assert tus.patch(url, 0, b"hello")[0] == 204
+    path = urllib.parse.urlsplit(url).path
+
+    def raw_patch(body_part: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", ferry.port), timeout=10) as connection:
+            connection.sendall(f"PATCH {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\n"
+                               "Upload-Offset: 5\r\nContent-Type: application/offset+octet-stream\r\n"
+                               "Connection: close\r\n".encode() + body_part)
+            reply = b""
+            while chunk := connection.recv(65536):
+                reply += chunk
+            return reply
+
+    for empty in (b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", b"Content-Length: 0\r\n\r\n"):
+        reply = raw_patch(empty)
+        assert reply.startswith(b"HTTP/1.1 204"), reply
+        assert b"Upload-Offset: 5\r\n" in reply and b"Ferry-File: /api/files/done.txt\r\n" in reply
+    for extra in (b"Transfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n", b"Content-Length: 1\r\n\r\nx"):
+        reply = raw_patch(extra)
+        assert reply.startswith(b"HTTP/1.1 413"), reply
+        assert json.loads(reply.split(b"\r\n\r\n", 1)[1])["error"]["code"] == "past_upload_length"
+        assert b".ferry" not in reply
+    assert (ferry.root / "done.txt").read_bytes() == b"hello"
 
 
 def test_without_metadata_the_upload_gets_a_name_from_its_id(ferry, tus):

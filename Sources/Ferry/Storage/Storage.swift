@@ -1,5 +1,6 @@
 internal import CLinux
 import HTTPServer
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -20,6 +21,9 @@ public final class Storage: Sendable {
     private let lockDescriptor: Int32
     /// How many temporary files of interrupted uploads were removed at start-up.
     public let sweptTemporaryFiles: Int
+    /// Taken around each reservation's free-space check and `fallocate`: two uploads that would each fit
+    /// alone must not both pass the check and then both fail half-way through allocating.
+    private let reservations = Mutex(())
 
     public struct OpenError: Error, CustomStringConvertible {
         public let description: String
@@ -175,6 +179,10 @@ public final class Storage: Sendable {
     /// is read (507), and one that fits cannot run out of space half-way.
     func reserve(_ length: UInt64, descriptor: Int32, at offset: UInt64 = 0) throws(HTTPError) {
         guard length > 0 else { return }
+        try reservations.withLock { _ throws(HTTPError) in try reserveAlone(length, descriptor: descriptor, at: offset) }
+    }
+
+    private func reserveAlone(_ length: UInt64, descriptor: Int32, at offset: UInt64) throws(HTTPError) {
         var info = statvfs()
         if fstatvfs(descriptor, &info) == 0 {
             let available = UInt64(info.f_bavail) * UInt64(info.f_frsize)

@@ -19,11 +19,17 @@ extension TusAPI {
             throw HTTPError(403, code: "final_upload", "A final upload cannot be patched; PATCH its partial uploads.")
         }
         let progress = upload.snapshot
-        if case .complete(let path) = progress.phase, offset == progress.offset, !request.hasBody {
+        if case .complete(let path) = progress.phase, offset == progress.offset {
+            // Nothing left to write: an empty body (declared, chunked or none) is answered as done; a byte
+            // would go past the upload's length.
             var response = Response(status: 204)
             response.headers.add("Upload-Offset", String(progress.offset))
             response.headers.add("Ferry-File", FilesAPI.url(of: path))
-            return .respond(response)
+            let tooLong = TusAPI.tooLong(length: progress.offset, offset: progress.offset)
+            guard request.hasBody else { return .respond(response) }
+            if let declared = request.contentLength, declared > 0 { throw tooLong }
+            let done = response
+            return .consume(CollectedBody(limit: 0, refusal: tooLong) { _ in done })
         }
         if case .receiving = progress.phase, case .single = upload.kind, upload.isFilled, offset == progress.offset,
             !request.hasBody
@@ -133,14 +139,6 @@ final class PatchUpload: BodyConsumer, @unchecked Sendable {
         guard descriptor >= 0 else {
             throw HTTPError(500, code: "io_error", "The server cannot open this upload's data: \(SystemError("open", path)).")
         }
-        if let declared = request.contentLength {
-            do {
-                try store.storage.reserve(declared, descriptor: descriptor, at: start)
-            } catch {
-                close(descriptor)
-                throw error
-            }
-        }
         // One writer at a time. A second request while the first holds the upload gets 423, to retry; if
         // the first has gone silent it is cut (keeping what it wrote), so the retry gets through.
         let writer = ActiveWriter(connection: request.connection)
@@ -161,6 +159,19 @@ final class PatchUpload: BodyConsumer, @unchecked Sendable {
             close(descriptor)
             throw TusAPI.offsetMismatch(offset: offset, requested: start)
         case .granted:
+            // Now that no other request writes this file: bytes past the recorded offset do not count (a
+            // crash's unrecorded tail), and neither does space an earlier request reserved there and did not
+            // fill (a cut PATCH's): drop both, so that this request's reservation can use that space.
+            ftruncate(descriptor, off_t(start))
+            if let declared = request.contentLength {
+                do {
+                    try store.storage.reserve(declared, descriptor: descriptor, at: start)
+                } catch {
+                    upload.progress.withLock { $0.writer = nil }
+                    close(descriptor)
+                    throw error
+                }
+            }
             stream = StagedWriter(path: path, descriptor: descriptor, offset: start, digest: digest)
         }
         if checksum != nil {
@@ -288,7 +299,13 @@ final class PatchUpload: BodyConsumer, @unchecked Sendable {
     /// The connection broke (or the body was refused): keep and record what arrived, off the event thread.
     func abort(reason: AbortReason) {
         BackgroundWork.run {
-            if let error = self.persist(complete: false) {
+            guard let error = self.persist(complete: false) else { return }
+            if error.status == 507 {
+                // The disk filled: what HEAD counts was kept and recorded; the client resumes once there is room.
+                self.store.logger.warning(
+                    "upload_cut_disk_full",
+                    ["upload": .string(self.upload.id), "offset": .uint(self.upload.snapshot.offset)])
+            } else {
                 self.store.logger.error(
                     "upload_persist_failed", ["upload": .string(self.upload.id), "error": .string(error.message)])
             }
