@@ -46,7 +46,7 @@ final class StagedWriter: @unchecked Sendable {
     /// has no buffer left to fill meanwhile: one wake-up of each worker and one direct write per batch;
     /// when the disk is behind, the batches waiting go together in one `pwritev`. Here a direct write of
     /// 128 KiB costs the machine 0.3 CPU-s per GiB written (most of it the virtual disk's request and
-    /// interrupt) and runs at 0.9 GB/s; of 512 KiB, 0.1 CPU-s and 2.0 GB/s (`bench/`-style C loop, 1 GiB).
+    /// interrupt) and runs at 0.9 GB/s; of 512 KiB, 0.1 CPU-s and 2.0 GB/s (a C loop of such writes, 1 GiB).
     static let batchBuffers = 4
     /// The alignment direct I/O needs of file offsets, lengths and memory (the largest logical block
     /// size in common use).
