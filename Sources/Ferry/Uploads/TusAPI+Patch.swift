@@ -99,6 +99,8 @@ final class PatchUpload: BodyConsumer, @unchecked Sendable {
     private let writer: ActiveWriter
     /// The `Upload-Checksum` of this request's body, if the client sent one, and its running digest.
     private let checksum: (digest: ChecksumDigest, expected: [UInt8])?
+    /// Where the space this request reserved ends (its declared length past `start`), if it reserved any.
+    private let reservedThrough: UInt64?
 
     init(store: UploadStore, upload: Upload, request: Request, creation: String?) throws(HTTPError) {
         self.store = store
@@ -163,6 +165,7 @@ final class PatchUpload: BodyConsumer, @unchecked Sendable {
             // crash's unrecorded tail), and neither does space an earlier request reserved there and did not
             // fill (a cut PATCH's): drop both, so that this request's reservation can use that space.
             ftruncate(descriptor, off_t(start))
+            if let declared = request.contentLength { reservedThrough = start + declared } else { reservedThrough = nil }
             if let declared = request.contentLength {
                 do {
                     try store.storage.reserve(declared, descriptor: descriptor, at: start)
@@ -250,6 +253,11 @@ final class PatchUpload: BodyConsumer, @unchecked Sendable {
                     "This request's body does not match its Upload-Checksum (\(checksum.digest.algorithm.rawValue) "
                         + "\(Base64.encode(actual))); nothing of it was kept. Send the chunk again.")
             }
+        }
+        if let reservedThrough, offset < reservedThrough {
+            // Cut short: give back the space reserved past what arrived, now, not when (or if) the upload
+            // is resumed; a client that never comes back must not hold the disk until the upload expires.
+            ftruncate(descriptor, off_t(offset))
         }
         guard fsync(descriptor) == 0 else {
             return HTTPError(500, code: "io_error", "The server could not make the bytes durable: \(SystemError("fsync", "")).")

@@ -328,10 +328,9 @@ final class UploadStore: Sendable {
         var info = stat()
         fstat(descriptor, &info)
         var size = UInt64(info.st_size)
-        if let length = progress.length, size > length {
-            ftruncate(descriptor, off_t(length))
-            size = length
-        }
+        if let length = progress.length, size > length { size = length }
+        // Also gives back the space a PATCH cut by the crash had reserved past its last byte.
+        ftruncate(descriptor, off_t(size))
         fsync(descriptor)
         guard size != progress.offset || progress.hash.size != size else { return }
         // Hash what the file holds beyond the recorded digest's prefix (or all of it, if it holds less).
