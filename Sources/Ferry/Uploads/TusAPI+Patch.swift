@@ -25,8 +25,8 @@ extension TusAPI {
             var response = Response(status: 204)
             response.headers.add("Upload-Offset", String(progress.offset))
             response.headers.add("Ferry-File", FilesAPI.url(of: path))
-            let tooLong = TusAPI.tooLong(length: progress.offset, offset: progress.offset)
             guard request.hasBody else { return .respond(response) }
+            let tooLong = TusAPI.tooLong(length: progress.offset, offset: progress.offset)
             if let declared = request.contentLength, declared > 0 { throw tooLong }
             let done = response
             return .consume(CollectedBody(limit: 0, refusal: tooLong) { _ in done })
@@ -165,7 +165,6 @@ final class PatchUpload: BodyConsumer, @unchecked Sendable {
             // crash's unrecorded tail), and neither does space an earlier request reserved there and did not
             // fill (a cut PATCH's): drop both, so that this request's reservation can use that space.
             ftruncate(descriptor, off_t(start))
-            if let declared = request.contentLength { reservedThrough = start + declared } else { reservedThrough = nil }
             if let declared = request.contentLength {
                 do {
                     try store.storage.reserve(declared, descriptor: descriptor, at: start)
@@ -174,6 +173,9 @@ final class PatchUpload: BodyConsumer, @unchecked Sendable {
                     close(descriptor)
                     throw error
                 }
+                reservedThrough = start + declared
+            } else {
+                reservedThrough = nil
             }
             stream = StagedWriter(path: path, descriptor: descriptor, offset: start, digest: digest)
         }
