@@ -255,6 +255,13 @@ def test_sigterm_while_bodies_are_paused_cuts_them_and_stops(start_ferry, tmp_pa
              "-H", "Content-Type: application/offset+octet-stream", "-T", str(source), upload_url],
             stderr=subprocess.DEVNULL))
         wait_for_temporary_bytes(ferry, 1024 * 1024)
+        # The PATCH too has bytes stored before the stop (its writes go in 512 KiB batches, and the PUTs can
+        # get there first): only then can the restart show what it kept.
+        upload_file = ferry.root / ".ferry/uploads" / location.rsplit("/", 1)[1]
+        deadline = time.time() + 10
+        while not upload_file.exists() or upload_file.stat().st_size == 0:
+            assert time.time() < deadline, "the PATCH stored nothing"
+            time.sleep(0.01)
         time.sleep(0.3 * attempt)
         # Uploaded at ~6 MB/s each, the bodies would take over 10 s to end: the stop must not wait for them.
         assert ferry.stop(signal.SIGTERM, timeout=8) == 0, ferry.logs()[-2000:]
